@@ -1,0 +1,106 @@
+# lazy-uffd: `make`, `make check`, `make asan`, `make deps`, `make install`.
+# Sub-makefiles (*/*.mk) add their sources and targets to the lists below.
+
+TOP	:= $(abspath .)
+# Where CRIU prefixes and their env files live; shared by the normal and asan builds.
+DEPS	:= $(TOP)/build
+# Where objects and programs go.
+O	?= $(TOP)/build
+
+# Which CRIU the tests and tools run: 4.1 (Debian 13) or 4.2 (Debian unstable).
+# build/criu-$(CRIU_SERIES).env is the one place naming that criu binary and the
+# plugin headers (always 4.1's); make and the test scripts both read it.
+CRIU_SERIES	?= 4.1
+CRIU_ENV	:= $(DEPS)/criu-$(CRIU_SERIES).env
+
+PREFIX	?= /usr/local
+DESTDIR	?=
+
+CC	?= cc
+CFLAGS	?= -O2 -g
+SAN	?=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+# The plugin never gets sanitizers: it is loaded into an uninstrumented criu.
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
+	   -MMD -MP -I$(TOP)/images -I$(O)/gen $(CFLAGS)
+XCFLAGS	:= $(BASE_CFLAGS) $(SANFLAGS)
+XLDFLAGS := $(SANFLAGS) $(LDFLAGS)
+PROTOBUF_LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+
+# Filled in by the sub-makefiles.
+PROGS		:=
+TEST_PROGS	:=
+OBJS		:=
+
+NODEPS_GOALS := clean distclean print-criu help
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+-include $(CRIU_ENV)
+endif
+
+.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench help
+all:
+
+include images/images.mk
+include lazy-pages/lazy-pages.mk
+include plugin/plugin.mk
+include test/unit/unit.mk
+include test/zdtm/zdtm.mk
+
+all: $(PROGS)
+
+$(DEPS)/criu-%.env:
+	$(TOP)/mk/deps.sh $(DEPS) $*
+
+deps:
+	@$(TOP)/mk/deps.sh $(DEPS) $(CRIU_SERIES)
+
+print-criu:
+	@sed -n 's/^CRIU=//p' $(CRIU_ENV) 2>/dev/null | grep . || \
+		{ echo "no criu yet for series $(CRIU_SERIES): run 'make deps'" >&2; exit 1; }
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) -c -o $@ $<
+
+TEST_ENV = LAZY_UFFD_BUILD=$(O) LAZY_UFFD_CRIU_ENV=$(CRIU_ENV)
+
+check: deps all $(TEST_PROGS)
+	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/unit $(TOP)/test/zdtm
+
+check-unit: all $(TEST_PROGS)
+	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/unit
+
+check-zdtm: deps all $(TEST_PROGS)
+	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/zdtm
+
+# ASan+UBSan build of everything in build/asan, then the unit tests against it.
+asan:
+	@$(MAKE) --no-print-directory O=$(TOP)/build/asan SAN=1 check-unit
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu
+	install -m 0755 $(O)/lazy-uffd $(DESTDIR)$(PREFIX)/bin/lazy-uffd
+	install -m 0644 $(O)/lazy_uffd.so $(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
+
+demo:
+	@echo "make demo arrives with the lazy-pages daemon (issue 3); for now run 'make check'." >&2
+	@exit 1
+
+clean:
+	rm -rf $(O)/obj $(O)/gen $(O)/test $(O)/zdtm $(O)/asan $(PROGS)
+
+# Also drops the unpacked CRIU prefixes.
+distclean:
+	rm -rf $(TOP)/build
+
+help:
+	@echo "make            build build/lazy-uffd, build/lazy_uffd.so, build/libcrimg.a"
+	@echo "make deps       install build deps and a CRIU >= 4.0 (CRIU_SERIES=4.1|4.2)"
+	@echo "make check      deps, build, unit tests and zdtm tests; prints 'N passed, N failed, N skipped'"
+	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
+	@echo "make print-criu absolute path of the criu binary in use"
+	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * crimg: read the CRIU image files a lazy restore needs (CRIU 4.x, image version 2).
+ *
+ * An image directory is opened once, with its whole parent chain (the `parent` symlink
+ * of incremental dumps). Opening reads inventory, pstree, and each live task's mm and
+ * pagemap; it checks the pages files' presence and sizes but never reads page data, so
+ * opening a 4 GiB dump costs the size of its pagemaps, not of its memory.
+ *
+ * Errors: every function returning int returns 0 or -errno and, on failure, fills the
+ * caller's struct crimg_error with one line naming the file and, for bad content, the
+ * byte offset in it, e.g.
+ *     ".../pagemap-1.img: offset 24: record length 9000 runs past end of file (size 64)"
+ * Bad input never crashes, hangs or reads out of bounds.
+ *
+ * Objects returned by crimg_task() etc. live until crimg_close().
+ */
+#ifndef LAZY_UFFD_CRIMG_H
+#define LAZY_UFFD_CRIMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CRIMG_PAGE_SIZE 4096ULL
+
+/* pagemap entry flags, as CRIU writes them. */
+#define CRIMG_PE_PARENT	 (1U << 0) /* data is in a parent image */
+#define CRIMG_PE_LAZY	 (1U << 1) /* may be filled on demand */
+#define CRIMG_PE_PRESENT (1U << 2) /* data is in this image's pages file */
+
+/* Parent chains deeper than this are refused (and loops are detected before). */
+#define CRIMG_MAX_PARENT_DEPTH 64
+
+struct crimg_error {
+	char msg[1024];
+};
+
+/* Which writer's pagemap encoding a task's pagemap uses (field 2 vs field 5 counts). */
+enum crimg_pagemap_encoding {
+	CRIMG_PAGEMAP_41, /* nr_pages in field 2 (CRIU <= 4.1) */
+	CRIMG_PAGEMAP_42, /* nr_pages in field 5, field 2 is 0 (CRIU >= 4.2) */
+};
+
+struct crimg_vma {
+	uint64_t start, end; /* [start, end) */
+	uint64_t pgoff;
+	uint64_t shmid;
+	uint32_t prot;	 /* PROT_* */
+	uint32_t flags;	 /* MAP_* */
+	uint32_t status; /* CRIU VMA_* bits */
+	uint64_t madv;
+	bool lazy; /* eligible for lazy restore (images.md §5) */
+};
+
+/* One normalised pagemap entry (count and flags as CRIU's reader interprets them). */
+struct crimg_pme {
+	uint64_t vaddr;
+	uint64_t nr_pages;
+	uint32_t flags;	   /* CRIMG_PE_* */
+	uint64_t pages_off; /* byte offset in the pages file; meaningful with PE_PRESENT */
+};
+
+struct crimg_task {
+	pid_t pid, ppid, pgid, sid; /* as in pstree.img (pids inside the dump) */
+	bool zombie;		    /* no memory images; the restorer sends -pid */
+	size_t nr_threads;
+	const pid_t *threads; /* not trustworthy for zombies */
+
+	size_t nr_vmas;
+	const struct crimg_vma *vmas; /* sorted by start, GUARD entries dropped */
+
+	uint32_t pages_id; /* pages-<pages_id>.img */
+	enum crimg_pagemap_encoding encoding;
+	size_t nr_pmes;
+	const struct crimg_pme *pmes; /* sorted by vaddr, non-overlapping */
+};
+
+struct crimg;
+
+/* Open DIR and its parent chain. */
+int crimg_open(const char *dir, struct crimg **out, struct crimg_error *err);
+void crimg_close(struct crimg *img);
+
+/* The directory as given, and the parent image (NULL for the last in the chain). */
+const char *crimg_dir(const struct crimg *img);
+const struct crimg *crimg_parent(const struct crimg *img);
+
+size_t crimg_nr_tasks(const struct crimg *img);
+/* Tasks in pstree order (a parent before its children). */
+const struct crimg_task *crimg_task(const struct crimg *img, size_t i);
+const struct crimg_task *crimg_find_task(const struct crimg *img, pid_t pid);
+
+enum crimg_where {
+	CRIMG_NOT_IN_IMAGE, /* outside every VMA of the task */
+	CRIMG_ZERO,	    /* inside a VMA, no pagemap entry: absent or zero at dump */
+	CRIMG_PRESENT,	    /* bytes in a pages file (of this image or, depth > 0, a parent) */
+	CRIMG_REMOTE,	    /* PE_LAZY without PE_PRESENT: held by the dump's page server */
+};
+
+/*
+ * Where page ADDR of TASK is: the answer covers `nr_pages` pages from ADDR onward that
+ * share it (contiguous in the same file for CRIMG_PRESENT), stopping at the end of the
+ * VMA, of the pagemap entry, or of the run.
+ * For CRIMG_PRESENT: `fd` (owned by img) and `path` name the pages file, `off` the byte
+ * offset of ADDR in it, `depth` 0 for this image, N for the Nth parent. `flags` are the
+ * flags of this image's entry (PE_PARENT when resolved through a parent).
+ */
+struct crimg_loc {
+	enum crimg_where where;
+	uint64_t nr_pages;
+	uint32_t flags;
+	unsigned int depth;
+	int fd;
+	const char *path;
+	uint64_t off;
+};
+
+int crimg_locate(const struct crimg *img, const struct crimg_task *task, uint64_t addr, struct crimg_loc *loc,
+		 struct crimg_error *err);
+
+/* Per-task page counts, for `lazy-uffd show` and tests. */
+struct crimg_summary {
+	uint64_t vma_pages;	/* pages in all VMAs */
+	uint64_t lazy_vma_pages; /* pages in lazy-eligible VMAs */
+	uint64_t present;	/* PE_PRESENT */
+	uint64_t lazy;		/* PE_LAZY */
+	uint64_t parent;	/* PE_PARENT */
+	uint64_t zero;		/* in a VMA but in no pagemap entry */
+};
+
+void crimg_summarize(const struct crimg_task *task, struct crimg_summary *sum);
+
+#endif

@@ -1,0 +1,31 @@
+# Shared helpers for every .bats file: `load ../lib` (from test/unit or test/zdtm).
+#
+# Environment (set by make): LAZY_UFFD_BUILD (the build dir), LAZY_UFFD_CRIU_ENV (the
+# env file naming the criu binary). Running bats by hand falls back to build/ and 4.1.
+
+LU_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LU_BUILD=${LAZY_UFFD_BUILD:-$LU_TOP/build}
+LU_CRIU_ENV=${LAZY_UFFD_CRIU_ENV:-$LU_TOP/build/criu-4.1.env}
+LAZY_UFFD=$LU_BUILD/lazy-uffd
+
+# lu_skip REASON: skip, unless CI demands that everything runs.
+lu_skip() {
+	if [ "${LAZY_UFFD_REQUIRE_ALL:-0}" = 1 ]; then
+		echo "required test cannot run: $*" >&2
+		return 1
+	fi
+	skip "$*"
+}
+
+# lu_require_root: integration tests need root (criu dump/restore, namespaces).
+lu_require_root() {
+	[ "$(id -u)" = 0 ] || lu_skip "needs root"
+}
+
+# lu_require_criu: source the env file; sets CRIU, CRIU_SERIES, CRIU_VERSION.
+lu_require_criu() {
+	[ -r "$LU_CRIU_ENV" ] || { lu_skip "no $LU_CRIU_ENV: run 'make deps'"; return; }
+	# shellcheck source=/dev/null
+	. "$LU_CRIU_ENV"
+	[ -x "$CRIU" ] || lu_skip "criu from $LU_CRIU_ENV is not executable: $CRIU"
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run every *.bats file under the given directories and print one closing line:
+#   N passed, N failed, N skipped
+# With LAZY_UFFD_REQUIRE_ALL=1 a skipped test makes the run fail (CI sets it).
+set -uo pipefail
+
+files=()
+for d in "$@"; do
+	while IFS= read -r f; do files+=("$f"); done < <(find "$d" -name '*.bats' | sort)
+done
+[ ${#files[@]} -gt 0 ] || { echo "run.sh: no .bats files under $*" >&2; exit 1; }
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+bats --tap ${LAZY_UFFD_BATS_FILTER:+--filter "$LAZY_UFFD_BATS_FILTER"} "${files[@]}" | tee "$log"
+rc=${PIPESTATUS[0]}
+
+passed=$(grep -cE '^ok [0-9]+' "$log" | tr -d ' ')
+skipped=$(grep -cE '^ok [0-9]+ .*# skip' "$log" | tr -d ' ')
+failed=$(grep -cE '^not ok [0-9]+' "$log" | tr -d ' ')
+passed=$((passed - skipped))
+
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+if [ "$failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+	exit 1
+fi
+if [ "${LAZY_UFFD_REQUIRE_ALL:-0}" = 1 ] && [ "$skipped" -gt 0 ]; then
+	echo "run.sh: LAZY_UFFD_REQUIRE_ALL=1 and $skipped test(s) skipped" >&2
+	exit 1
+fi
+exit 0

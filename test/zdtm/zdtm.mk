@@ -1,0 +1,1 @@
+# test/zdtm/: zdtm-style test programs, run by test/zdtm/*.bats.
