@@ -3,9 +3,9 @@
 
 TOP	:= $(abspath .)
 # Where CRIU prefixes and their env files live; shared by the normal and asan builds.
-DEPS	:= $(TOP)/build
-# Where objects and programs go.
-O	?= $(TOP)/build
+DEPS	:= build
+# Where objects and programs go (relative, so `make build/lazy-uffd` works).
+O	?= build
 
 # Which CRIU the tests and tools run: 4.1 (Debian 13) or 4.2 (Debian unstable).
 # build/criu-$(CRIU_SERIES).env is the one place naming that criu binary and the
@@ -24,7 +24,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 endif
 # The plugin never gets sanitizers: it is loaded into an uninstrumented criu.
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
-	   -MMD -MP -I$(TOP)/images -I$(O)/gen $(CFLAGS)
+	   -MMD -MP -Iimages -I$(O)/gen $(CFLAGS)
 XCFLAGS	:= $(BASE_CFLAGS) $(SANFLAGS)
 XLDFLAGS := $(SANFLAGS) $(LDFLAGS)
 PROTOBUF_LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
@@ -51,10 +51,10 @@ include test/zdtm/zdtm.mk
 all: $(PROGS)
 
 $(DEPS)/criu-%.env:
-	$(TOP)/mk/deps.sh $(DEPS) $*
+	mk/deps.sh $(DEPS) $*
 
 deps:
-	@$(TOP)/mk/deps.sh $(DEPS) $(CRIU_SERIES)
+	@mk/deps.sh $(DEPS) $(CRIU_SERIES)
 
 print-criu:
 	@sed -n 's/^CRIU=//p' $(CRIU_ENV) 2>/dev/null | grep . || \
@@ -64,20 +64,20 @@ $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) -c -o $@ $<
 
-TEST_ENV = LAZY_UFFD_BUILD=$(O) LAZY_UFFD_CRIU_ENV=$(CRIU_ENV)
+TEST_ENV = LAZY_UFFD_BUILD=$(abspath $(O)) LAZY_UFFD_CRIU_ENV=$(abspath $(CRIU_ENV))
 
 check: deps all $(TEST_PROGS)
-	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/unit $(TOP)/test/zdtm
+	@$(TEST_ENV) test/run.sh test/unit test/plugin test/zdtm
 
 check-unit: all $(TEST_PROGS)
-	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/unit
+	@$(TEST_ENV) test/run.sh test/unit
 
 check-zdtm: deps all $(TEST_PROGS)
-	@$(TEST_ENV) $(TOP)/test/run.sh $(TOP)/test/zdtm
+	@$(TEST_ENV) test/run.sh test/plugin test/zdtm
 
 # ASan+UBSan build of everything in build/asan, then the unit tests against it.
 asan:
-	@$(MAKE) --no-print-directory O=$(TOP)/build/asan SAN=1 check-unit
+	@$(MAKE) --no-print-directory O=build/asan SAN=1 check-unit
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu
@@ -93,7 +93,7 @@ clean:
 
 # Also drops the unpacked CRIU prefixes.
 distclean:
-	rm -rf $(TOP)/build
+	rm -rf build
 
 help:
 	@echo "make            build build/lazy-uffd, build/lazy_uffd.so, build/libcrimg.a"

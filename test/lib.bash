@@ -29,3 +29,11 @@ lu_require_criu() {
 	. "$LU_CRIU_ENV"
 	[ -x "$CRIU" ] || lu_skip "criu from $LU_CRIU_ENV is not executable: $CRIU"
 }
+
+# lu_ns_init_of PID: the host pid of PID's first child (the init that `unshare -p -f`
+# forks), or fail if it has none yet.
+lu_ns_init_of() {
+	local c
+	c=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk '{ print $1; exit }')
+	[ -n "$c" ] && echo "$c"
+}
