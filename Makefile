@@ -67,10 +67,10 @@ $(O)/obj/%.o: %.c
 TEST_ENV = LAZY_UFFD_BUILD=$(abspath $(O)) LAZY_UFFD_CRIU_ENV=$(abspath $(CRIU_ENV))
 
 check: deps all $(TEST_PROGS)
-	@$(TEST_ENV) test/run.sh test/unit test/plugin test/zdtm
+	@$(TEST_ENV) test/run.sh test/unit test/build test/plugin test/zdtm
 
 check-unit: all $(TEST_PROGS)
-	@$(TEST_ENV) test/run.sh test/unit
+	@$(TEST_ENV) test/run.sh test/unit test/build
 
 check-zdtm: deps all $(TEST_PROGS)
 	@$(TEST_ENV) test/run.sh test/plugin test/zdtm

@@ -1,0 +1,44 @@
+#!/usr/bin/env bats
+# The build's promises to users: install layout, print-criu, the programs' help texts.
+
+load ../lib
+
+@test "build: make install puts the program in bin/ and the plugin in lib/criu/" {
+	dest=$BATS_TEST_TMPDIR/root
+	run make -s -C "$LU_TOP" install O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	[ "$status" -eq 0 ]
+	[ -x "$dest/usr/bin/lazy-uffd" ]
+	[ -f "$dest/usr/lib/criu/lazy_uffd.so" ]
+	cmp "$dest/usr/bin/lazy-uffd" "$LAZY_UFFD"
+	cmp "$dest/usr/lib/criu/lazy_uffd.so" "$LU_BUILD/lazy_uffd.so"
+}
+
+@test "build: the plugin exports only its CRIU descriptor" {
+	run nm -D --defined-only "$LU_BUILD/lazy_uffd.so"
+	[ "$status" -eq 0 ]
+	[ "$(echo "$output" | awk '$2 ~ /[TDB]/ { print $3 }')" = CR_PLUGIN_DESC ]
+}
+
+@test "build: make -s print-criu prints the absolute path of an executable criu" {
+	[ -r "$LU_CRIU_ENV" ] || { lu_skip "no $LU_CRIU_ENV: run 'make deps'"; return; }
+	. "$LU_CRIU_ENV"
+	run make -s -C "$LU_TOP" print-criu CRIU_SERIES="$CRIU_SERIES"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$CRIU" ]
+	[[ "$output" == /* ]]
+	[ -x "$output" ]
+	run "$output" --version
+	[[ "$output" == *"Version: $CRIU_SERIES"* ]]
+}
+
+@test "build: lazy-uffd --help lists its commands; an unknown command is a usage error" {
+	run "$LAZY_UFFD" --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"usage: lazy-uffd COMMAND"* ]]
+	[[ "$output" == *"show"* ]]
+	run "$LAZY_UFFD" frobnicate
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"lazy-uffd: error: unknown command 'frobnicate'"* ]]
+	run "$LAZY_UFFD"
+	[ "$status" -eq 2 ]
+}
