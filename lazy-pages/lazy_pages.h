@@ -45,5 +45,6 @@ void log_line(enum log_level level, const char *file, int line, const char *fmt,
 #define pr_debug(fmt, ...) log_line(LOG_DEBUG, __FILE__, __LINE__, fmt, ##__VA_ARGS__)
 
 int cmd_show(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 
 #endif

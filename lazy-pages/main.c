@@ -12,6 +12,8 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+	{ "daemon", cmd_daemon, "serve a criu restore --lazy-pages from the image files (drop-in for criu lazy-pages)" },
+	{ "lazy-pages", cmd_daemon, "the same as daemon, under criu's name for it" },
 	{ "show", cmd_show, "print the tasks, lazy VMAs and pagemap summary of a CRIU image directory" },
 };
 

@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `lazy-uffd daemon` (also `lazy-uffd lazy-pages`): a drop-in for `criu lazy-pages`,
+ * taking the same options, so a wrapper routing `criu lazy-pages` here is enough for
+ * tools that run criu (zdtm among them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+
+struct cli {
+	const char *images_dir;
+	const char *work_dir;
+	const char *log_file;
+	int verbosity;
+	bool daemonize;
+	const char *pidfile;
+	int status_fd;
+	const char *stats_file;
+};
+
+static void usage(FILE *out, const char *name)
+{
+	fprintf(out,
+		"usage: lazy-uffd %s -D DIR [options]\n"
+		"\n"
+		"Serve the lazy pages of a `criu restore --lazy-pages -D DIR` from the image files,\n"
+		"as `criu lazy-pages` does: listen on lazy-pages.socket in the work directory, take\n"
+		"each restored task's userfaultfd, serve its page faults, copy the remaining pages in\n"
+		"the background once the restore has finished, and exit 0 when every task has all of\n"
+		"its memory (or has exited). Exit 1 when a page could not be served; restored tasks\n"
+		"left without their memory are then killed.\n"
+		"\n"
+		"  -D, --images-dir DIR   the dump to serve (required)\n"
+		"  -W, --work-dir DIR     where lazy-pages.socket, the log and the pidfile go\n"
+		"                         (default: the images dir); give criu restore the same -W\n"
+		"  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
+		"                         (default: stderr)\n"
+		"  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
+		"  -d, --daemon           go to the background once the socket listens\n"
+		"      --pidfile FILE     with --daemon: write the daemon's pid here (relative to the\n"
+		"                         work dir)\n"
+		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
+		"      --stats FILE       write what was served as JSON at exit\n"
+		"      --no-default-config  accepted for criu compatibility (there is no config)\n"
+		"      --page-server, --address ADDR, --port PORT\n"
+		"                         fetch pages from a CRIU page server: not implemented yet\n"
+		"  -h, --help             this text\n",
+		name);
+}
+
+/* -v, -vN, -vvv and --verbosity=N, as criu takes them. */
+static int parse_verbosity(const char *arg, int cur)
+{
+	char *end;
+	long v;
+
+	if (!arg)
+		return cur + 1;
+	if (arg[0] == 'v') {
+		size_t n = strspn(arg, "v");
+
+		if (arg[n])
+			return -1;
+		return cur + 1 + (int)n;
+	}
+	v = strtol(arg, &end, 10);
+	if (*end || v < 0)
+		return -1;
+	return (int)v;
+}
+
+static int write_pidfile(const char *path, pid_t pid)
+{
+	char buf[32];
+	int fd, len;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		pr_err("--pidfile %s: %m", path);
+		return -errno;
+	}
+	len = snprintf(buf, sizeof(buf), "%d", pid);
+	if (write(fd, buf, len) != len) {
+		pr_err("--pidfile %s: write: %m", path);
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Runs once the socket listens: the moment criu restore may be started. */
+static int on_ready(void *arg)
+{
+	struct cli *c = arg;
+	int fd;
+
+	if (c->daemonize) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			pr_err("fork: %m");
+			return -errno;
+		}
+		if (pid > 0) {
+			int ret = c->pidfile ? write_pidfile(c->pidfile, pid) : 0;
+
+			_exit(ret ? 1 : 0);
+		}
+		setsid();
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+	}
+	if (c->status_fd >= 0) {
+		char zero = 0;
+
+		if (write(c->status_fd, &zero, 1) != 1)
+			pr_warn("--status-fd %d: %m", c->status_fd);
+		close(c->status_fd);
+	}
+	return 0;
+}
+
+/* A relative --stats path means relative to where the user ran us, not the work dir. */
+static char *absolute_from_cwd(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return out;
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	enum {
+		OPT_PIDFILE = 256,
+		OPT_STATUS_FD,
+		OPT_NO_DEFAULT_CONFIG,
+		OPT_PAGE_SERVER,
+		OPT_ADDRESS,
+		OPT_PORT,
+		OPT_STATS,
+	};
+	static const struct option longopts[] = {
+		{ "images-dir", required_argument, NULL, 'D' },
+		{ "work-dir", required_argument, NULL, 'W' },
+		{ "log-file", required_argument, NULL, 'o' },
+		{ "verbosity", optional_argument, NULL, 'v' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+		{ "no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG },
+		{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
+		{ "address", required_argument, NULL, OPT_ADDRESS },
+		{ "port", required_argument, NULL, OPT_PORT },
+		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
+	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c };
+	bool remote = false;
+	struct crimg_error err;
+	struct crimg *img = NULL;
+	char *images = NULL, *stats = NULL;
+	FILE *log = NULL;
+	int opt, ret, status = 1;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'D':
+			c.images_dir = optarg;
+			break;
+		case 'W':
+			c.work_dir = optarg;
+			break;
+		case 'o':
+			c.log_file = optarg;
+			break;
+		case 'v':
+			c.verbosity = parse_verbosity(optarg, c.verbosity);
+			if (c.verbosity < 0) {
+				pr_err("bad verbosity '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'd':
+			c.daemonize = true;
+			break;
+		case OPT_PIDFILE:
+			c.pidfile = optarg;
+			break;
+		case OPT_STATUS_FD: {
+			char *end;
+
+			c.status_fd = (int)strtol(optarg, &end, 10);
+			if (*end || c.status_fd < 0) {
+				pr_err("bad --status-fd '%s'", optarg);
+				return 2;
+			}
+			break;
+		}
+		case OPT_NO_DEFAULT_CONFIG:
+			break;
+		case OPT_PAGE_SERVER:
+		case OPT_ADDRESS:
+		case OPT_PORT:
+			remote = true;
+			break;
+		case OPT_STATS:
+			c.stats_file = optarg;
+			break;
+		case 'h':
+			usage(stdout, argv[0]);
+			return 0;
+		default:
+			usage(stderr, argv[0]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (remote) {
+		pr_err("--page-server/--address/--port: fetching pages from a page server is not implemented yet; "
+		       "serve from local images (-D) or use 'criu lazy-pages --page-server'");
+		return 2;
+	}
+	if (!c.images_dir) {
+		pr_err("-D/--images-dir is required");
+		usage(stderr, argv[0]);
+		return 2;
+	}
+	if (c.verbosity > LOG_DEBUG)
+		c.verbosity = LOG_DEBUG;
+
+	images = realpath(c.images_dir, NULL);
+	if (!images) {
+		pr_err("images dir %s: %m", c.images_dir);
+		return 1;
+	}
+	if (c.stats_file) {
+		stats = absolute_from_cwd(c.stats_file);
+		if (!stats) {
+			pr_err("--stats %s: %m", c.stats_file);
+			goto out;
+		}
+		o.stats_file = stats;
+	}
+	/* Like criu, everything relative (socket, log, pidfile) lives in the work dir. */
+	if (chdir(c.work_dir ? c.work_dir : images)) {
+		pr_err("work dir %s: %m", c.work_dir ? c.work_dir : images);
+		goto out;
+	}
+	if (c.log_file && strcmp(c.log_file, "-")) {
+		log = fopen(c.log_file, "ae");
+		if (!log) {
+			pr_err("log file %s: %m", c.log_file);
+			goto out;
+		}
+		setvbuf(log, NULL, _IOLBF, 0);
+	}
+	log_setup(c.log_file && !strcmp(c.log_file, "-") ? stdout : log, c.verbosity, LOG_STYLE_CRIU);
+	pr_info("lazy-uffd %s: serving %s", LAZY_UFFD_VERSION, images);
+
+	ret = crimg_open(images, &img, &err);
+	if (ret) {
+		pr_err("%s", err.msg);
+		goto out;
+	}
+	status = daemon_serve(img, &o);
+out:
+	crimg_close(img);
+	free(images);
+	free(stats);
+	if (log)
+		fclose(log);
+	return status;
+}

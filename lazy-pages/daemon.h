@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal interfaces of the lazy-pages daemon (`lazy-uffd daemon`); see DESIGN.md for
+ * how a fault flows through them. Nothing here is used outside lazy-pages/.
+ *
+ * Conventions: functions return 0 or -errno; the function that understands an error logs
+ * it, once. Addresses are user virtual addresses of the restored task; "img" addresses are
+ * the addresses at dump time, which is where the page data is found (they differ after a
+ * task mremap()s a lazy range).
+ */
+#ifndef LAZY_UFFD_DAEMON_H
+#define LAZY_UFFD_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/userfaultfd.h>
+
+#include "crimg.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SZ	   4096ULL
+
+/* ---- uffd.c: the uffd ioctls, with errno classified once ---- */
+
+enum uffd_res {
+	UFFD_OK,      /* everything asked for was done */
+	UFFD_EXISTS,  /* stopped at a page that is already present */
+	UFFD_RETRY,   /* EAGAIN: layout events are pending; read them, then retry */
+	UFFD_NOENT,   /* ENOENT: the range is no longer registered (layout changed) */
+	UFFD_GONE,    /* ESRCH/ENOSPC: the task's memory is gone (it exited) */
+	UFFD_FAILED,  /* anything else: a bug or a broken target */
+};
+
+/*
+ * Copy LEN bytes from SRC to DST (page aligned) in the task behind UFFD, or map zero
+ * pages. *done gets the bytes handled before the result (all of LEN for UFFD_OK).
+ */
+enum uffd_res uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *done, int *err);
+enum uffd_res uffd_zero(int uffd, uint64_t dst, uint64_t len, uint64_t *done, int *err);
+enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err);
+enum uffd_res uffd_unregister(int uffd, uint64_t start, uint64_t len, int *err);
+/* Read up to N messages without blocking: count (0 when none), or -errno. */
+int uffd_read_msgs(int uffd, struct uffd_msg *msgs, int n);
+
+/* ---- task.c: one restored task's lazy ranges ---- */
+
+/* A run of lazy pages contiguous both at dump time and now, inside one VMA. */
+struct lazy_range {
+	uint64_t start;	    /* current address */
+	uint64_t img_start; /* address at dump time */
+	uint64_t nr_pages;
+	uint64_t nr_pending;
+	uint64_t *pending; /* bit i set: page i still to be copied */
+};
+
+struct fault_stats {
+	uint64_t faults;	/* PAGEFAULT messages */
+	uint64_t pages_fault;	/* pages copied to serve a fault */
+	uint64_t pages_bg;	/* pages copied by background population */
+	uint64_t pages_zero;	/* zero pages mapped for faults outside lazy data */
+	uint64_t bytes;		/* page data copied */
+	uint64_t *lat_ns;	/* service latency of each fault */
+	size_t nr_lat, cap_lat;
+};
+
+struct lazy_task {
+	pid_t vpid;	/* pid in the dump (pagemap-<vpid>.img) */
+	pid_t host_pid; /* as the daemon sees it; 0 for children we learn of by FORK */
+	pid_t parent_vpid;
+	int uffd;
+	const struct crimg_task *img;
+
+	struct lazy_range *ranges; /* sorted by start, non-overlapping */
+	size_t nr_ranges, cap_ranges;
+	uint64_t nr_pending;
+	size_t bg_range; /* where background population resumes */
+
+	bool done; /* uffd closed: complete, or the task is gone */
+	bool gone;
+	struct fault_stats st;
+};
+
+/* Build the lazy ranges of T from its image: PE_LAZY entries, split at VMA ends. */
+int task_init_ranges(struct lazy_task *t);
+/* Copy PARENT's remaining state into CHILD (EVENT_FORK). */
+int task_clone_ranges(struct lazy_task *child, const struct lazy_task *parent);
+void task_free_ranges(struct lazy_task *t);
+
+/* Index of the range holding ADDR, or -1. */
+ssize_t task_find(const struct lazy_task *t, uint64_t addr);
+/* Forget [start, end): unmapped or MADV_DONTNEED'd; those pages are no longer lazy. */
+int task_drop(struct lazy_task *t, uint64_t start, uint64_t end);
+/* [from, from + len) now lives at TO (EVENT_REMAP). */
+int task_remap(struct lazy_task *t, uint64_t from, uint64_t to, uint64_t len);
+/* Mark pages [idx, idx + n) of range R as copied. */
+void task_mark_done(struct lazy_task *t, struct lazy_range *r, uint64_t idx, uint64_t n);
+static inline bool range_page_pending(const struct lazy_range *r, uint64_t idx)
+{
+	return r->pending[idx / 64] & (1ULL << (idx % 64));
+}
+/* Length of the run of pending pages of R starting at IDX, at most MAX. */
+uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t max);
+/* First pending page of R at or after IDX, or r->nr_pages. */
+uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx);
+
+/* ---- source_local.c: page data from the image's pages files ---- */
+
+struct source;
+
+int source_local_open(struct source **out, const struct crimg *img);
+void source_close(struct source *s);
+/*
+ * Point *data at the bytes of up to NR pages of TASK at dump-time address IMG_ADDR;
+ * *run gets how many pages are contiguous there (>= 1).
+ */
+int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
+	       uint64_t *run);
+
+/* ---- handoff.c: lazy-pages.socket, the criu restore side ---- */
+
+struct handoff;
+
+/* Create, bind and listen on lazy-pages.socket in the current directory. */
+int handoff_listen(struct handoff **out);
+int handoff_listen_fd(const struct handoff *h);
+/* Accept criu restore's one connection; returns its fd for polling. */
+int handoff_accept(struct handoff *h);
+
+enum handoff_msg_kind {
+	HANDOFF_TASK,	/* a live task's uffd */
+	HANDOFF_ZOMBIE, /* a zombie, nothing to serve */
+	HANDOFF_FINISH, /* restore finished: the tasks are about to run */
+	HANDOFF_EOF,	/* criu closed the connection after FINISH */
+};
+
+struct handoff_msg {
+	enum handoff_msg_kind kind;
+	pid_t vpid;
+	pid_t host_pid; /* the sender, as the daemon's pid namespace sees it */
+	int uffd;
+};
+
+/* Read the next message; EXPECT_TASK says whether a task record or the finish word is due. */
+int handoff_read(struct handoff *h, bool expect_task, struct handoff_msg *m);
+void handoff_close(struct handoff *h);
+
+/* ---- loop.c: serving faults and populating in the background ---- */
+
+struct daemon_opts {
+	const char *stats_file; /* --stats: JSON written at exit, or NULL */
+	/* Called once lazy-pages.socket listens, before accepting: daemonize, report ready. */
+	int (*ready)(void *arg);
+	void *ready_arg;
+};
+
+/* Serve the restore of IMG until every task is complete or gone. Returns the exit status. */
+int daemon_serve(const struct crimg *img, const struct daemon_opts *o);
+
+/* ---- stats.c ---- */
+
+void stats_add_latency(struct fault_stats *st, uint64_t ns);
+int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s);
+
+#endif

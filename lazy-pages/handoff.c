@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lazy-pages.socket: the conversation with `criu restore --lazy-pages`.
+ *
+ * On the one accepted connection each task sends its vpid (int32) and then one byte
+ * carrying its uffd (SCM_RIGHTS); a zombie sends -vpid alone; the restore master ends with
+ * the finish word. The two parts of a task record are read separately, as they are sent.
+ * SO_PASSCRED makes the kernel attach each sender's credentials, which tells us the host
+ * pid of every restored task: what we need to stop a task that could not be served.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+
+#define LAZY_SOCKET_NAME "lazy-pages.socket"
+#define FINISH_WORD	 0x52535446u
+
+struct handoff {
+	int listen_fd;
+	int conn_fd;
+};
+
+int handoff_listen(struct handoff **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct handoff *h;
+	socklen_t len;
+	int fd, ret;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->conn_fd = -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		pr_err("socket: %m");
+		goto err;
+	}
+	memcpy(sa.sun_path, LAZY_SOCKET_NAME, sizeof(LAZY_SOCKET_NAME));
+	len = offsetof(struct sockaddr_un, sun_path) + strlen(LAZY_SOCKET_NAME);
+	if (unlink(LAZY_SOCKET_NAME) && errno != ENOENT) {
+		ret = -errno;
+		pr_err("cannot remove stale %s: %m", LAZY_SOCKET_NAME);
+		goto err_close;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 10)) {
+		ret = -errno;
+		pr_err("cannot listen on %s in the work directory: %m", LAZY_SOCKET_NAME);
+		goto err_close;
+	}
+	h->listen_fd = fd;
+	*out = h;
+	return 0;
+err_close:
+	close(fd);
+err:
+	free(h);
+	return ret;
+}
+
+int handoff_listen_fd(const struct handoff *h)
+{
+	return h->listen_fd;
+}
+
+int handoff_accept(struct handoff *h)
+{
+	int one = 1, fd;
+
+	do
+		fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0) {
+		pr_err("accept on %s: %m", LAZY_SOCKET_NAME);
+		return -errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)))
+		pr_warn("SO_PASSCRED: %m; restored tasks cannot be stopped by pid on failure");
+	/* One restore per daemon, as with criu lazy-pages. */
+	close(h->listen_fd);
+	h->listen_fd = -1;
+	h->conn_fd = fd;
+	return fd;
+}
+
+/* Read exactly LEN bytes; 0 on EOF before the first byte, -EPIPE on EOF inside. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = recv(fd, (char *)buf + got, len - got, MSG_WAITALL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return got ? -EPIPE : 0;
+		got += r;
+	}
+	return got;
+}
+
+static int recv_uffd(int fd, int *uffd, pid_t *sender)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} ctl;
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t r;
+
+	*uffd = -1;
+	*sender = 0;
+	do
+		r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -EPIPE;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(uffd, CMSG_DATA(c), sizeof(int));
+		else if (c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cr;
+
+			memcpy(&cr, CMSG_DATA(c), sizeof(cr));
+			*sender = cr.pid;
+		}
+	}
+	if (mh.msg_flags & MSG_CTRUNC) {
+		if (*uffd >= 0)
+			close(*uffd);
+		return -EMSGSIZE;
+	}
+	return *uffd >= 0 ? 0 : -EBADMSG;
+}
+
+int handoff_read(struct handoff *h, bool expect_task, struct handoff_msg *m)
+{
+	int32_t word;
+	ssize_t r;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->uffd = -1;
+	r = read_full(h->conn_fd, &word, sizeof(word));
+	if (r == 0 && !expect_task) {
+		m->kind = HANDOFF_EOF;
+		return 0;
+	}
+	if (r <= 0) {
+		pr_err("criu restore closed %s before %s", LAZY_SOCKET_NAME,
+		       expect_task ? "every task had sent its uffd" : "the restore finished");
+		return r ? (int)r : -EPIPE;
+	}
+	if (!expect_task) {
+		if ((uint32_t)word != FINISH_WORD) {
+			pr_err("%s: expected the restore-finished word 0x%08x, got 0x%08x", LAZY_SOCKET_NAME,
+			       FINISH_WORD, (uint32_t)word);
+			return -EBADMSG;
+		}
+		m->kind = HANDOFF_FINISH;
+		return 0;
+	}
+	if (word == INT32_MIN) {
+		pr_err("%s: task record with pid %d", LAZY_SOCKET_NAME, word);
+		return -EBADMSG;
+	}
+	if (word < 0) {
+		m->kind = HANDOFF_ZOMBIE;
+		m->vpid = -word;
+		return 0;
+	}
+	if (word == 0) {
+		pr_err("%s: task record with pid 0", LAZY_SOCKET_NAME);
+		return -EBADMSG;
+	}
+	m->kind = HANDOFF_TASK;
+	m->vpid = word;
+	ret = recv_uffd(h->conn_fd, &m->uffd, &m->host_pid);
+	if (ret) {
+		pr_err("%s: no uffd arrived with task %d: %s", LAZY_SOCKET_NAME, word, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+void handoff_close(struct handoff *h)
+{
+	if (!h)
+		return;
+	if (h->listen_fd >= 0)
+		close(h->listen_fd);
+	if (h->conn_fd >= 0)
+		close(h->conn_fd);
+	free(h);
+}

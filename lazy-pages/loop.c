@@ -1,0 +1,616 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The daemon's one loop: take uffds from criu restore, serve every fault as it arrives,
+ * and once the restore has finished, copy what is left in chunks, polling for faults
+ * between chunks so that a fault never waits behind more than one.
+ *
+ * A page that the image says had data is either copied with its data or the daemon fails;
+ * when it fails it kills the restored tasks it knows (SIGKILL, by pid) so that none of them
+ * runs on to read zeros where its memory should be.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+
+/* Background chunk: 2 MiB copies run near the UFFDIO_COPY ceiling and take ~0.5 ms. */
+#define BG_CHUNK_PAGES 512
+/* Pages copied for a fault: the faulting page and the pending run after it. */
+#define FAULT_AROUND_PAGES 8
+#define MSGS_PER_READ	   64
+
+enum copy_res {
+	COPY_OK,
+	COPY_RETRY, /* layout events pending on this uffd */
+	COPY_NOENT, /* the page is no longer registered */
+	COPY_GONE,  /* the task exited */
+	COPY_FAILED,
+};
+
+struct daemon {
+	const struct crimg *img;
+	struct source *src;
+	struct handoff *h;
+	int ep;
+	int conn_fd;
+
+	struct lazy_task **tasks;
+	size_t nr_tasks, cap_tasks;
+	size_t nr_expected; /* task records criu restore will send: pstree size */
+	size_t nr_received;
+	bool finished; /* the restore-finished word arrived */
+	size_t bg_task;
+	bool failed;
+
+	struct timespec t_start, t_finish, t_complete;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static double elapsed(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static int add_task(struct daemon *d, struct lazy_task *t)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = t };
+
+	if (d->nr_tasks == d->cap_tasks) {
+		size_t cap = d->cap_tasks ? d->cap_tasks * 2 : 16;
+		struct lazy_task **n = realloc(d->tasks, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		d->tasks = n;
+		d->cap_tasks = cap;
+	}
+	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, t->uffd, &ev)) {
+		pr_err("epoll_ctl(uffd of task %d): %m", t->vpid);
+		return -errno;
+	}
+	d->tasks[d->nr_tasks++] = t;
+	return 0;
+}
+
+/* Stop serving T: its memory is complete, or it is gone. Closing the uffd unregisters. */
+static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
+{
+	if (t->done)
+		return;
+	if (gone)
+		pr_info("task %d exited with %llu lazy pages not copied (nothing left to serve)", t->vpid,
+			(unsigned long long)t->nr_pending);
+	else
+		pr_info("task %d: all lazy pages copied", t->vpid);
+	close(t->uffd);
+	t->uffd = -1;
+	t->done = true;
+	t->gone = gone;
+	task_free_ranges(t);
+}
+
+static void fail(struct daemon *d)
+{
+	d->failed = true;
+}
+
+/*
+ * Copy pages [k, k + n) of range RI of T from the image. Ranges may be reallocated by
+ * the caller between calls, never during one.
+ */
+static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri, uint64_t k, uint64_t n,
+				uint64_t *copied)
+{
+	struct lazy_range *r = &t->ranges[ri];
+
+	*copied = 0;
+	while (n) {
+		const void *data;
+		uint64_t run, done, pages;
+		enum uffd_res res;
+		int err = 0;
+
+		if (source_get(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run))
+			return COPY_FAILED;
+		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, run << PAGE_SHIFT, &done, &err);
+		pages = done >> PAGE_SHIFT;
+		task_mark_done(t, r, k, pages);
+		*copied += pages;
+		t->st.bytes += done;
+		k += pages;
+		n -= pages;
+		switch (res) {
+		case UFFD_OK:
+			break;
+		case UFFD_EXISTS:
+			/* Already mapped (by us, or inherited): never overwrite it. */
+			task_mark_done(t, r, k, 1);
+			k++;
+			n--;
+			break;
+		case UFFD_RETRY:
+			if (pages)
+				break;
+			return COPY_RETRY;
+		case UFFD_NOENT:
+			return COPY_NOENT;
+		case UFFD_GONE:
+			return COPY_GONE;
+		case UFFD_FAILED:
+			pr_err("UFFDIO_COPY of %llu pages at 0x%llx into task %d: %s", (unsigned long long)run,
+			       (unsigned long long)(r->start + (k << PAGE_SHIFT)), t->vpid, strerror(err));
+			return COPY_FAILED;
+		}
+	}
+	return COPY_OK;
+}
+
+/*
+ * Handle a page that the task asked for but has no lazy data: a zero page, or, if it is
+ * present already (copied meanwhile, or a second thread's fault on it), just a wake-up.
+ */
+static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t page)
+{
+	uint64_t done;
+	int err = 0;
+
+	switch (uffd_zero(t->uffd, page, PAGE_SZ, &done, &err)) {
+	case UFFD_OK:
+		t->st.pages_zero++;
+		return COPY_OK;
+	case UFFD_EXISTS:
+		switch (uffd_wake(t->uffd, page, PAGE_SZ, &err)) {
+		case UFFD_OK:
+		case UFFD_NOENT:
+			return COPY_OK;
+		case UFFD_GONE:
+			return COPY_GONE;
+		default:
+			break;
+		}
+		pr_err("UFFDIO_WAKE at 0x%llx in task %d: %s", (unsigned long long)page, t->vpid, strerror(err));
+		return COPY_FAILED;
+	case UFFD_RETRY:
+		return COPY_RETRY;
+	case UFFD_NOENT:
+		/* Unregistered meanwhile: the kernel now resolves that fault itself. */
+		return COPY_OK;
+	case UFFD_GONE:
+		return COPY_GONE;
+	case UFFD_FAILED:
+		break;
+	}
+	pr_err("UFFDIO_ZEROPAGE at 0x%llx in task %d: %s", (unsigned long long)page, t->vpid, strerror(err));
+	return COPY_FAILED;
+}
+
+static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t addr)
+{
+	uint64_t page = addr & ~(PAGE_SZ - 1), k, n, copied;
+	ssize_t ri = task_find(t, page);
+	struct lazy_range *r;
+	enum copy_res res;
+
+	if (ri < 0)
+		return serve_zero(d, t, page);
+	r = &t->ranges[ri];
+	k = (page - r->start) >> PAGE_SHIFT;
+	if (!range_page_pending(r, k))
+		return serve_zero(d, t, page);
+	n = range_pending_run(r, k, FAULT_AROUND_PAGES);
+	res = copy_pages(d, t, ri, k, n, &copied);
+	t->st.pages_fault += copied;
+	if (res == COPY_NOENT) {
+		pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
+		if (task_drop(t, page, page + PAGE_SZ))
+			return COPY_FAILED;
+		return COPY_OK;
+	}
+	return res;
+}
+
+static int on_fork(struct daemon *d, struct lazy_task *parent, int uffd)
+{
+	struct lazy_task *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (!c) {
+		close(uffd);
+		return -ENOMEM;
+	}
+	c->vpid = parent->vpid; /* its pages are looked up in the parent's image */
+	c->parent_vpid = parent->vpid;
+	c->uffd = uffd;
+	c->img = parent->img;
+	ret = task_clone_ranges(c, parent);
+	if (!ret)
+		ret = add_task(d, c);
+	if (ret) {
+		pr_err("cannot track the child forked by task %d: %s", parent->vpid, strerror(-ret));
+		task_free_ranges(c);
+		close(uffd);
+		free(c);
+		return ret;
+	}
+	pr_info("task %d forked; its child gets %llu lazy pages", parent->vpid, (unsigned long long)c->nr_pending);
+	return 0;
+}
+
+/* Faults that met pending layout events are kept here and retried after reading them. */
+struct deferred {
+	uint64_t addr[MSGS_PER_READ * 4];
+	size_t nr;
+};
+
+static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const struct uffd_msg *m, struct deferred *df)
+{
+	enum copy_res res = COPY_OK;
+	int ret = 0;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT: {
+		uint64_t t0 = now_ns();
+
+		t->st.faults++;
+		res = serve_fault(d, t, m->arg.pagefault.address);
+		if (res == COPY_RETRY && df->nr < sizeof(df->addr) / sizeof(df->addr[0])) {
+			df->addr[df->nr++] = m->arg.pagefault.address;
+			return COPY_OK;
+		}
+		if (res == COPY_OK)
+			stats_add_latency(&t->st, now_ns() - t0);
+		return res;
+	}
+	case UFFD_EVENT_FORK:
+		ret = on_fork(d, t, (int)m->arg.fork.ufd);
+		break;
+	case UFFD_EVENT_REMAP:
+		pr_debug("task %d: remap 0x%llx -> 0x%llx (%llu bytes)", t->vpid,
+			 (unsigned long long)m->arg.remap.from, (unsigned long long)m->arg.remap.to,
+			 (unsigned long long)m->arg.remap.len);
+		ret = task_remap(t, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		/* Removed pages read as zero from now on, unmapped ones are gone: neither is lazy. */
+		pr_debug("task %d: %s 0x%llx-0x%llx", t->vpid, m->event == UFFD_EVENT_REMOVE ? "remove" : "unmap",
+			 (unsigned long long)m->arg.remove.start, (unsigned long long)m->arg.remove.end);
+		ret = task_drop(t, m->arg.remove.start, m->arg.remove.end);
+		break;
+	default:
+		pr_warn("task %d: unknown uffd event 0x%x ignored", t->vpid, m->event);
+		break;
+	}
+	if (ret) {
+		pr_err("task %d: cannot follow a layout change: %s", t->vpid, strerror(-ret));
+		return COPY_FAILED;
+	}
+	return res;
+}
+
+/* Read and handle every message queued on T's uffd, retrying faults that met EAGAIN. */
+static void handle_uffd(struct daemon *d, struct lazy_task *t)
+{
+	struct uffd_msg msgs[MSGS_PER_READ];
+	struct deferred df = { .nr = 0 };
+	unsigned int spins = 0;
+	enum copy_res res;
+	int n, i;
+
+	for (;;) {
+		n = uffd_read_msgs(t->uffd, msgs, MSGS_PER_READ);
+		if (n < 0) {
+			pr_err("reading the uffd of task %d: %s", t->vpid, strerror(-n));
+			fail(d);
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			res = handle_msg(d, t, &msgs[i], &df);
+			if (res == COPY_GONE) {
+				task_finish(d, t, true);
+				return;
+			}
+			if (res == COPY_FAILED) {
+				fail(d);
+				return;
+			}
+		}
+		if (n == MSGS_PER_READ)
+			continue;
+		if (!df.nr)
+			break;
+		/* Retry deferred faults; EAGAIN again means an event is still being queued. */
+		{
+			struct deferred again = { .nr = 0 };
+			size_t j;
+
+			for (j = 0; j < df.nr; j++) {
+				res = serve_fault(d, t, df.addr[j]);
+				if (res == COPY_RETRY)
+					again.addr[again.nr++] = df.addr[j];
+				else if (res == COPY_GONE) {
+					task_finish(d, t, true);
+					return;
+				} else if (res == COPY_FAILED) {
+					fail(d);
+					return;
+				}
+			}
+			df = again;
+		}
+		if (df.nr && ++spins > 16)
+			sched_yield();
+	}
+	if (d->finished && !t->nr_pending)
+		task_finish(d, t, false);
+}
+
+static struct lazy_task *find_task(struct daemon *d, pid_t vpid)
+{
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++)
+		if (d->tasks[i]->vpid == vpid && !d->tasks[i]->parent_vpid)
+			return d->tasks[i];
+	return NULL;
+}
+
+static int on_task(struct daemon *d, const struct handoff_msg *m)
+{
+	const struct crimg_task *it = crimg_find_task(d->img, m->vpid);
+	struct lazy_task *t;
+	int ret;
+
+	if (!it || it->zombie) {
+		pr_err("criu restore sent a uffd for task %d, which the images in %s %s", m->vpid, crimg_dir(d->img),
+		       it ? "record as a zombie" : "do not have");
+		close(m->uffd);
+		return -EINVAL;
+	}
+	if (find_task(d, m->vpid)) {
+		pr_err("criu restore sent a second uffd for task %d", m->vpid);
+		close(m->uffd);
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		close(m->uffd);
+		return -ENOMEM;
+	}
+	t->vpid = m->vpid;
+	t->host_pid = m->host_pid;
+	t->uffd = m->uffd;
+	t->img = it;
+	ret = task_init_ranges(t);
+	if (!ret)
+		ret = add_task(d, t);
+	if (ret) {
+		task_free_ranges(t);
+		close(t->uffd);
+		free(t);
+		return ret;
+	}
+	pr_info("task %d (pid %d here): uffd %d, %llu lazy pages in %zu ranges", t->vpid, t->host_pid, t->uffd,
+		(unsigned long long)t->nr_pending, t->nr_ranges);
+	return 0;
+}
+
+static int handle_conn(struct daemon *d)
+{
+	struct handoff_msg m;
+	bool expect_task = d->nr_received < d->nr_expected;
+	size_t i;
+	int ret;
+
+	ret = handoff_read(d->h, expect_task, &m);
+	if (ret)
+		return ret;
+	switch (m.kind) {
+	case HANDOFF_TASK:
+		d->nr_received++;
+		return on_task(d, &m);
+	case HANDOFF_ZOMBIE:
+		d->nr_received++;
+		pr_info("task %d is a zombie: nothing to serve", m.vpid);
+		return 0;
+	case HANDOFF_FINISH:
+		d->finished = true;
+		clock_gettime(CLOCK_MONOTONIC, &d->t_finish);
+		pr_info("restore finished: populating the remaining pages in the background");
+		for (i = 0; i < d->nr_tasks; i++)
+			if (!d->tasks[i]->done && !d->tasks[i]->nr_pending)
+				task_finish(d, d->tasks[i], false);
+		return 0;
+	case HANDOFF_EOF:
+		epoll_ctl(d->ep, EPOLL_CTL_DEL, d->conn_fd, NULL);
+		d->conn_fd = -1;
+		return 0;
+	}
+	return 0;
+}
+
+/* Copy one chunk for the next task with pages left; true if there was work. */
+static bool background_step(struct daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		struct lazy_task *t = d->tasks[(d->bg_task + i) % d->nr_tasks];
+		uint64_t k, n, copied;
+		enum copy_res res;
+		struct lazy_range *r;
+
+		if (t->done || !t->nr_pending)
+			continue;
+		while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
+			t->bg_range++;
+		if (t->bg_range >= t->nr_ranges) {
+			t->bg_range = 0;
+			continue;
+		}
+		d->bg_task = (d->bg_task + i) % d->nr_tasks;
+		r = &t->ranges[t->bg_range];
+		k = range_next_pending(r, 0);
+		n = range_pending_run(r, k, BG_CHUNK_PAGES);
+		res = copy_pages(d, t, t->bg_range, k, n, &copied);
+		t->st.pages_bg += copied;
+		switch (res) {
+		case COPY_OK:
+			break;
+		case COPY_RETRY:
+			handle_uffd(d, t);
+			break;
+		case COPY_NOENT:
+			pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid,
+				 (unsigned long long)(r->start + (k << PAGE_SHIFT)));
+			if (task_drop(t, r->start + (k << PAGE_SHIFT), r->start + ((k + 1) << PAGE_SHIFT)))
+				fail(d);
+			break;
+		case COPY_GONE:
+			task_finish(d, t, true);
+			break;
+		case COPY_FAILED:
+			fail(d);
+			break;
+		}
+		if (!t->done && !t->nr_pending)
+			task_finish(d, t, false);
+		return true;
+	}
+	return false;
+}
+
+static bool all_done(const struct daemon *d)
+{
+	size_t i;
+
+	if (!d->finished)
+		return false;
+	for (i = 0; i < d->nr_tasks; i++)
+		if (!d->tasks[i]->done)
+			return false;
+	return true;
+}
+
+/* Never let a task run on with memory it did not get. */
+static void kill_restored(struct daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		struct lazy_task *t = d->tasks[i];
+
+		if (t->done || t->gone)
+			continue;
+		if (t->host_pid > 0) {
+			pr_err("killing restored task %d (pid %d): its memory cannot be completed", t->vpid,
+			       t->host_pid);
+			kill(t->host_pid, SIGKILL);
+		} else {
+			pr_err("a child of task %d has lazy memory that cannot be completed, and its pid is unknown",
+			       t->vpid);
+		}
+	}
+}
+
+int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
+{
+	struct daemon d = { .img = img, .conn_fd = -1, .ep = -1 };
+	struct epoll_event ev, evs[32];
+	int ret, n, i, status = 1;
+
+	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
+	d.nr_expected = crimg_nr_tasks(img);
+	ret = source_local_open(&d.src, img);
+	if (ret)
+		goto out;
+	ret = handoff_listen(&d.h);
+	if (ret)
+		goto out;
+	if (o->ready) {
+		ret = o->ready(o->ready_arg);
+		if (ret)
+			goto out;
+	}
+	d.conn_fd = handoff_accept(d.h);
+	if (d.conn_fd < 0)
+		goto out;
+	d.ep = epoll_create1(EPOLL_CLOEXEC);
+	if (d.ep < 0) {
+		pr_err("epoll_create1: %m");
+		goto out;
+	}
+	ev.events = EPOLLIN;
+	ev.data.ptr = NULL;
+	if (epoll_ctl(d.ep, EPOLL_CTL_ADD, d.conn_fd, &ev)) {
+		pr_err("epoll_ctl: %m");
+		goto out;
+	}
+	pr_info("criu restore connected; expecting %zu tasks", d.nr_expected);
+
+	while (!d.failed && !all_done(&d)) {
+		bool bg = d.finished;
+
+		n = epoll_wait(d.ep, evs, 32, bg ? 0 : -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			pr_err("epoll_wait: %m");
+			fail(&d);
+			break;
+		}
+		for (i = 0; i < n && !d.failed; i++) {
+			struct lazy_task *t = evs[i].data.ptr;
+
+			if (!t) {
+				if (handle_conn(&d))
+					fail(&d);
+			} else if (!t->done) {
+				handle_uffd(&d, t);
+			}
+		}
+		if (bg && !d.failed)
+			background_step(&d);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &d.t_complete);
+
+	if (d.failed) {
+		kill_restored(&d);
+		goto out;
+	}
+	pr_info("all tasks complete in %.3f s (%.3f s after the restore finished)", elapsed(&d.t_start, &d.t_complete),
+		elapsed(&d.t_finish, &d.t_complete));
+	status = 0;
+	if (o->stats_file &&
+	    stats_write_json(o->stats_file, d.tasks, d.nr_tasks, elapsed(&d.t_start, &d.t_complete),
+			     elapsed(&d.t_finish, &d.t_complete)))
+		status = 1;
+out:
+	for (i = 0; i < (int)d.nr_tasks; i++) {
+		if (!d.tasks[i]->done)
+			close(d.tasks[i]->uffd);
+		task_free_ranges(d.tasks[i]);
+		free(d.tasks[i]->st.lat_ns);
+		free(d.tasks[i]);
+	}
+	free(d.tasks);
+	if (d.ep >= 0)
+		close(d.ep);
+	handoff_close(d.h);
+	source_close(d.src);
+	return status;
+}

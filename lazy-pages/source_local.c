@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Page data from the image directory: each pages file (of this image or a parent) is
+ * mapped read-only once, and UFFDIO_COPY reads straight from the mapping, so no byte
+ * passes through a buffer of ours.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+
+struct mapping {
+	int fd;
+	const char *path;
+	const uint8_t *base;
+	uint64_t size;
+};
+
+struct source {
+	const struct crimg *img;
+	struct mapping *maps;
+	size_t nr_maps;
+};
+
+int source_local_open(struct source **out, const struct crimg *img)
+{
+	struct source *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->img = img;
+	*out = s;
+	return 0;
+}
+
+void source_close(struct source *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->nr_maps; i++)
+		if (s->maps[i].size)
+			munmap((void *)s->maps[i].base, s->maps[i].size);
+	free(s->maps);
+	free(s);
+}
+
+static int map_file(struct source *s, int fd, const char *path, const struct mapping **out)
+{
+	struct mapping *m;
+	struct stat st;
+	void *p = NULL;
+	size_t i;
+
+	for (i = 0; i < s->nr_maps; i++)
+		if (s->maps[i].fd == fd) {
+			*out = &s->maps[i];
+			return 0;
+		}
+	if (fstat(fd, &st)) {
+		pr_err("%s: cannot stat: %m", path);
+		return -errno;
+	}
+	if (st.st_size) {
+		p = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			pr_err("%s: cannot map: %m", path);
+			return -errno;
+		}
+		/* Fault handling is random access; background population reads ahead itself. */
+		madvise(p, st.st_size, MADV_RANDOM);
+	}
+	m = realloc(s->maps, (s->nr_maps + 1) * sizeof(*m));
+	if (!m) {
+		if (p)
+			munmap(p, st.st_size);
+		return -ENOMEM;
+	}
+	s->maps = m;
+	m = &s->maps[s->nr_maps++];
+	m->fd = fd;
+	m->path = path;
+	m->base = p;
+	m->size = st.st_size;
+	*out = m;
+	return 0;
+}
+
+int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
+	       uint64_t *run)
+{
+	const struct mapping *m = NULL;
+	struct crimg_error err;
+	struct crimg_loc loc;
+	int ret;
+
+	ret = crimg_locate(s->img, task, img_addr, &loc, &err);
+	if (ret) {
+		pr_err("task %d, page 0x%llx: %s", task->pid, (unsigned long long)img_addr, err.msg);
+		return ret;
+	}
+	if (loc.where != CRIMG_PRESENT) {
+		/* Never stand in zeros for a page the dump says had data. */
+		pr_err("task %d, page 0x%llx: no page data in the image (%s)", task->pid, (unsigned long long)img_addr,
+		       loc.where == CRIMG_REMOTE ? "held by the dump's page server: use --page-server" :
+						   "not a stored page");
+		return -ENODATA;
+	}
+	ret = map_file(s, loc.fd, loc.path, &m);
+	if (ret)
+		return ret;
+	if (loc.off + PAGE_SZ > m->size) {
+		pr_err("%s: page 0x%llx of task %d at offset %llu is past the end of the file (size %llu)", m->path,
+		       (unsigned long long)img_addr, task->pid, (unsigned long long)loc.off,
+		       (unsigned long long)m->size);
+		return -EIO;
+	}
+	*data = m->base + loc.off;
+	*run = loc.nr_pages < nr ? loc.nr_pages : nr;
+	if ((m->size - loc.off) / PAGE_SZ < *run)
+		*run = (m->size - loc.off) / PAGE_SZ;
+	return 0;
+}
