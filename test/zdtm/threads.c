@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+/*
+ * threads: eight threads, each with its own --size bytes (default 1M) of pattern
+ * memory (seed by thread index), a pattern-filled buffer on its own stack and a
+ * thread-local variable. After SIGTERM (taken by the main thread: the others keep it
+ * blocked) the main thread releases them; each checks its region, its stack buffer,
+ * its TLS value and that gettid() is what it was before the dump. The main thread
+ * also checks that the process still has nine threads, joins them and writes the
+ * outfile.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "zdtmtst.h"
+
+#define NR_THREADS	8
+#define THR_SEED	0x7412ead
+#define STACK_PAGES	4
+
+struct thr {
+	pthread_t th;
+	unsigned int idx;
+	char *mem;
+	pid_t tid;
+};
+
+static size_t size = 1 << 20;
+static struct thr thrs[NR_THREADS];
+static __thread unsigned int tls_idx = ~0U;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static unsigned int nr_ready;
+static bool go;
+
+static void *thread_main(void *arg)
+{
+	struct thr *t = arg;
+	uint64_t stack_buf[STACK_PAGES * ZT_PAGE_SIZE / sizeof(uint64_t)]
+		__attribute__((aligned(4096)));
+	char what[48];
+
+	tls_idx = t->idx;
+	t->tid = gettid();
+	zt_pattern_fill(t->mem, size, THR_SEED + t->idx, 0);
+	zt_pattern_fill(stack_buf, sizeof(stack_buf), THR_SEED + 100 + t->idx, 0);
+
+	pthread_mutex_lock(&lock);
+	nr_ready++;
+	pthread_cond_broadcast(&cond);
+	while (!go)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+
+	snprintf(what, sizeof(what), "threads %u memory", t->idx);
+	zt_pattern_check(what, t->mem, size, THR_SEED + t->idx, 0);
+	snprintf(what, sizeof(what), "threads %u stack", t->idx);
+	zt_pattern_check(what, stack_buf, sizeof(stack_buf), THR_SEED + 100 + t->idx, 0);
+	if (tls_idx != t->idx)
+		zt_fail("threads %u: TLS value %u", t->idx, tls_idx);
+	if (gettid() != t->tid)
+		zt_fail("threads %u: tid %d after restore, was %d", t->idx, (int)gettid(),
+			(int)t->tid);
+	return NULL;
+}
+
+static int count_threads(void)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	const struct zt_opt opts[] = {
+		{ "size", ZT_OPT_SIZE, &size, false, "bytes of memory per thread (default 1M)" },
+		{ NULL },
+	};
+	unsigned int i;
+	int ret, n;
+
+	zt_init(argc, argv, "threads", opts);
+	if (!size || size % ZT_PAGE_SIZE)
+		zt_setup_fail("--size %zu is not a positive page multiple", size);
+
+	for (i = 0; i < NR_THREADS; i++) {
+		thrs[i].idx = i;
+		thrs[i].mem = zt_map_guarded(size);
+		if (!thrs[i].mem)
+			zt_setup_fail("mmap for thread %u: %s", i, strerror(errno));
+		/* Only for --selftest-corrupt (thread 0's memory); each thread checks its own. */
+		zt_region_add("threads memory", thrs[i].mem, size, ZT_REGION_PATTERN, THR_SEED + i, 0);
+		ret = pthread_create(&thrs[i].th, NULL, thread_main, &thrs[i]);
+		if (ret)
+			zt_setup_fail("pthread_create %u: %s", i, strerror(ret));
+	}
+	pthread_mutex_lock(&lock);
+	while (nr_ready < NR_THREADS)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+
+	ret = zt_ready();
+	if (ret)
+		zt_setup_fail("pidfile: %s", strerror(-ret));
+	zt_wait_term();
+
+	n = count_threads();
+	if (n != NR_THREADS + 1)
+		zt_fail("threads: %d threads after restore, expected %d", n, NR_THREADS + 1);
+	pthread_mutex_lock(&lock);
+	go = true;
+	pthread_cond_broadcast(&cond);
+	pthread_mutex_unlock(&lock);
+	for (i = 0; i < NR_THREADS; i++)
+		pthread_join(thrs[i].th, NULL);
+	return zt_finish();
+}
