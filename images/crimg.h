@@ -12,6 +12,17 @@
  * byte offset in it, e.g.
  *     ".../pagemap-1.img: offset 24: record length 9000 runs past end of file (size 64)"
  * Bad input never crashes, hangs or reads out of bounds.
+ * The offset is that of the record's u32 length header (for a bad magic, of the magic;
+ * for a pages file that is too short, its size: where the missing bytes start).
+ * Return codes: -ENOENT a needed file is missing, -EINVAL bad content, -ELOOP a parent
+ * loop or a chain deeper than CRIMG_MAX_PARENT_DEPTH, -EFBIG a file over
+ * CRIMG_MAX_FILE_SIZE, -ENOMEM, or whatever open()/read() said.
+ *
+ * Parent images (the `parent` symlink; usually `criu pre-dump` output, which has no
+ * pstree or mm) are read for their pagemaps only: their tasks are the live tasks of the
+ * top image that have a pagemap-<pid>.img there, with no VMAs. A dangling `parent` link
+ * is no parent (as for CRIU); it is an error only when an entry is PE_PARENT. Every
+ * PE_PARENT range is resolved at open time, so an uncovered one fails crimg_open().
  *
  * Objects returned by crimg_task() etc. live until crimg_close().
  */
@@ -32,6 +43,11 @@
 
 /* Parent chains deeper than this are refused (and loops are detected before). */
 #define CRIMG_MAX_PARENT_DEPTH 64
+
+/* Bounds on what is read from disk; larger input is refused with an error. */
+#define CRIMG_MAX_RECORD_SIZE (16ULL << 20)  /* one protobuf record */
+#define CRIMG_MAX_FILE_SIZE   (256ULL << 20) /* one protobuf image file (not pages-*.img) */
+#define CRIMG_MAX_TASKS	      65536	     /* records in pstree.img */
 
 struct crimg_error {
 	char msg[1024];
@@ -83,7 +99,10 @@ struct crimg;
 int crimg_open(const char *dir, struct crimg **out, struct crimg_error *err);
 void crimg_close(struct crimg *img);
 
-/* The directory as given, and the parent image (NULL for the last in the chain). */
+/*
+ * The directory as given (trailing slashes dropped; for a parent, the image's directory
+ * joined with the link target), and the parent image (NULL for the last in the chain).
+ */
 const char *crimg_dir(const struct crimg *img);
 const struct crimg *crimg_parent(const struct crimg *img);
 
@@ -106,6 +125,10 @@ enum crimg_where {
  * For CRIMG_PRESENT: `fd` (owned by img) and `path` name the pages file, `off` the byte
  * offset of ADDR in it, `depth` 0 for this image, N for the Nth parent. `flags` are the
  * flags of this image's entry (PE_PARENT when resolved through a parent).
+ * Otherwise fd is -1, path NULL, off and depth 0; flags are 0 unless an entry covers ADDR.
+ * ADDR is rounded down to its page. TASK must come from IMG (else -EINVAL). For a parent
+ * image, which has no VMAs, pages outside every entry are CRIMG_NOT_IN_IMAGE.
+ * CRIMG_NOT_IN_IMAGE covers the pages up to the next VMA (or the end of the address space).
  */
 struct crimg_loc {
 	enum crimg_where where;
@@ -131,5 +154,7 @@ struct crimg_summary {
 };
 
 void crimg_summarize(const struct crimg_task *task, struct crimg_summary *sum);
+/* The same counts restricted to one VMA of TASK (vma_pages is the VMA's size). */
+void crimg_summarize_vma(const struct crimg_task *task, const struct crimg_vma *vma, struct crimg_summary *sum);
 
 #endif
