@@ -82,6 +82,7 @@ asan:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu
 	install -m 0755 $(O)/lazy-uffd $(DESTDIR)$(PREFIX)/bin/lazy-uffd
+	install -m 0755 lazy-pages/criu-lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd
 	install -m 0644 $(O)/lazy_uffd.so $(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
 
 demo: deps all $(O)/zdtm/anon

@@ -11,6 +11,31 @@ load ../lib
 	[ -f "$dest/usr/lib/criu/lazy_uffd.so" ]
 	cmp "$dest/usr/bin/lazy-uffd" "$LAZY_UFFD"
 	cmp "$dest/usr/lib/criu/lazy_uffd.so" "$LU_BUILD/lazy_uffd.so"
+	[ -x "$dest/usr/bin/criu-lazy-uffd" ]
+}
+
+@test "build: criu-lazy-uffd routes 'criu lazy-pages' to lazy-uffd and the rest to criu" {
+	[ -r "$LU_CRIU_ENV" ] || { lu_skip "no $LU_CRIU_ENV: run 'make deps'"; return; }
+	. "$LU_CRIU_ENV"
+	export LAZY_UFFD LAZY_UFFD_CRIU=$CRIU
+	run "$LU_TOP/lazy-pages/criu-lazy-uffd" lazy-pages --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"usage: lazy-uffd lazy-pages -D DIR"* ]]
+	run "$LU_TOP/lazy-pages/criu-lazy-uffd" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Version: $CRIU_SERIES"* ]]
+}
+
+@test "build: lazy-uffd daemon refuses what it cannot do yet, and a missing -D, with exit 2" {
+	run "$LAZY_UFFD" daemon -D /tmp --page-server --port 1234
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"not implemented yet"* ]]
+	run "$LAZY_UFFD" daemon
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"-D/--images-dir is required"* ]]
+	run "$LAZY_UFFD" daemon -D /nonexistent/dir
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"images dir /nonexistent/dir: No such file or directory"* ]]
 }
 
 @test "build: the plugin exports only its CRIU descriptor" {
