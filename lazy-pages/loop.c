@@ -436,6 +436,10 @@ static int handle_conn(struct daemon *d)
 				task_finish(d, d->tasks[i], false);
 		return 0;
 	case HANDOFF_EOF:
+		if (!d->finished) {
+			pr_err("criu restore closed lazy-pages.socket before the restore finished (it failed?)");
+			return -EPIPE;
+		}
 		epoll_ctl(d->ep, EPOLL_CTL_DEL, d->conn_fd, NULL);
 		d->conn_fd = -1;
 		return 0;
