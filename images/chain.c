@@ -43,7 +43,7 @@ int crimg_index_tasks(struct crimg *img, struct crimg_error *err)
 
 struct crimg_task_img *crimg_task_by_pid(const struct crimg *img, pid_t pid)
 {
-	struct crimg_pid_idx key = { .pid = pid }, *hit;
+	struct crimg_pid_idx key = {.pid = pid}, *hit;
 
 	if (!img->by_pid)
 		return NULL;

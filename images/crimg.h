@@ -12,6 +12,7 @@
  * byte offset in it, e.g.
  *     ".../pagemap-1.img: offset 24: record length 9000 runs past end of file (size 64)"
  * Bad input never crashes, hangs or reads out of bounds.
+ * ERR may be NULL when the caller does not want the text.
  * The offset is that of the record's u32 length header (for a bad magic, of the magic;
  * for a pages file that is too short, its size: where the missing bytes start).
  * Return codes: -ENOENT a needed file is missing, -EINVAL bad content, -ELOOP a parent
@@ -74,7 +75,7 @@ struct crimg_vma {
 struct crimg_pme {
 	uint64_t vaddr;
 	uint64_t nr_pages;
-	uint32_t flags;	   /* CRIMG_PE_* */
+	uint32_t flags;	    /* CRIMG_PE_* */
 	uint64_t pages_off; /* byte offset in the pages file; meaningful with PE_PRESENT */
 };
 
@@ -145,12 +146,12 @@ int crimg_locate(const struct crimg *img, const struct crimg_task *task, uint64_
 
 /* Per-task page counts, for `lazy-uffd show` and tests. */
 struct crimg_summary {
-	uint64_t vma_pages;	/* pages in all VMAs */
+	uint64_t vma_pages;	 /* pages in all VMAs */
 	uint64_t lazy_vma_pages; /* pages in lazy-eligible VMAs */
-	uint64_t present;	/* PE_PRESENT */
-	uint64_t lazy;		/* PE_LAZY */
-	uint64_t parent;	/* PE_PARENT */
-	uint64_t zero;		/* in a VMA but in no pagemap entry */
+	uint64_t present;	 /* PE_PRESENT */
+	uint64_t lazy;		 /* PE_LAZY */
+	uint64_t parent;	 /* PE_PARENT */
+	uint64_t zero;		 /* in a VMA but in no pagemap entry */
 };
 
 void crimg_summarize(const struct crimg_task *task, struct crimg_summary *sum);

@@ -27,9 +27,9 @@
 #define VMA_AREA_VVAR	  (1U << 12)
 #define VMA_AREA_GUARD	  (1U << 16)
 
-#define TASK_STATE_DEAD 2
+#define TASK_STATE_DEAD	  2
 
-#define CRIMG_PAGE_SHIFT 12
+#define CRIMG_PAGE_SHIFT  12
 
 /*
  * One image file read into memory. Records are walked in place; `rec_off` is the
@@ -48,7 +48,7 @@ struct crimg_file {
 #define CRIMG_FILE_BARE_MAGIC (1U << 0) /* inventory.img: type magic only, no common prefix */
 
 int crimg_file_open(struct crimg_file *f, const char *dir, const char *name, uint32_t magic, unsigned int flags,
-	      struct crimg_error *err);
+		    struct crimg_error *err);
 /* 1 and a record, 0 at a clean EOF, or -EINVAL for broken framing. */
 int crimg_file_next(struct crimg_file *f, const uint8_t **data, size_t *len, struct crimg_error *err);
 /* -EINVAL unless the file has no records left after the one just read. */

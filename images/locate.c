@@ -68,10 +68,11 @@ static int parent_entry(const struct crimg *img, const struct crimg_task_img *t,
 				 img->parent_note ? img->parent_note : "there is no parent image");
 	pt = crimg_task_by_pid(img->parent, t->pub.pid);
 	if (!pt)
-		return crimg_err(err, -EINVAL,
-				 "%s: offset %zu: entry 0x%llx-0x%llx is PE_PARENT, but %s/pagemap-%d.img does not exist",
-				 t->pagemap_path, t->pme_off[idx], (unsigned long long)e->vaddr,
-				 (unsigned long long)crimg_pme_end(e), img->parent->dir, (int)t->pub.pid);
+		return crimg_err(
+			err, -EINVAL,
+			"%s: offset %zu: entry 0x%llx-0x%llx is PE_PARENT, but %s/pagemap-%d.img does not exist",
+			t->pagemap_path, t->pme_off[idx], (unsigned long long)e->vaddr,
+			(unsigned long long)crimg_pme_end(e), img->parent->dir, (int)t->pub.pid);
 	pi = crimg_pme_lookup(&pt->pub, addr);
 	if (pi >= pt->pub.nr_pmes || pt->pmes[pi].vaddr > addr)
 		return crimg_err(err, -EINVAL,
@@ -120,8 +121,8 @@ int crimg_check_parent_ranges(const struct crimg *img, struct crimg_error *err)
 	return 0;
 }
 
-static void loc_present(struct crimg_loc *loc, const struct crimg_task_img *t, const struct crimg_pme *e,
-			uint64_t addr, unsigned int depth)
+static void loc_present(struct crimg_loc *loc, const struct crimg_task_img *t, const struct crimg_pme *e, uint64_t addr,
+			unsigned int depth)
 {
 	loc->where = CRIMG_PRESENT;
 	loc->depth = depth;

@@ -49,12 +49,11 @@ static int add_vmas(struct crimg_task_img *t, const MmEntry *mm, struct crimg_fi
 			return crimg_file_err(f, f->rec_off, err, -EINVAL, "vma %zu 0x%llx-0x%llx is not a page range",
 					      i, (unsigned long long)ve->start, (unsigned long long)ve->end);
 		if (n && ve->start < t->vmas[n - 1].end)
-			return crimg_file_err(f, f->rec_off, err, -EINVAL,
-					      "vma %zu 0x%llx-0x%llx %s the previous vma 0x%llx-0x%llx", i,
-					      (unsigned long long)ve->start, (unsigned long long)ve->end,
-					      ve->start < t->vmas[n - 1].start ? "is unsorted after" : "overlaps",
-					      (unsigned long long)t->vmas[n - 1].start,
-					      (unsigned long long)t->vmas[n - 1].end);
+			return crimg_file_err(
+				f, f->rec_off, err, -EINVAL, "vma %zu 0x%llx-0x%llx %s the previous vma 0x%llx-0x%llx",
+				i, (unsigned long long)ve->start, (unsigned long long)ve->end,
+				ve->start < t->vmas[n - 1].start ? "is unsorted after" : "overlaps",
+				(unsigned long long)t->vmas[n - 1].start, (unsigned long long)t->vmas[n - 1].end);
 
 		v = &t->vmas[n++];
 		v->start = ve->start;

@@ -80,17 +80,16 @@ static int check_in_vmas(const struct crimg_task_img *t, const struct crimg_pme 
 
 	for (; at < end; i++) {
 		if (i >= t->pub.nr_vmas || t->vmas[i].start > at)
-			return crimg_file_err(f, f->rec_off, err, -EINVAL,
-					      "entry 0x%llx-0x%llx: page 0x%llx is outside every VMA",
-					      (unsigned long long)p->vaddr, (unsigned long long)end,
-					      (unsigned long long)at);
+			return crimg_file_err(
+				f, f->rec_off, err, -EINVAL, "entry 0x%llx-0x%llx: page 0x%llx is outside every VMA",
+				(unsigned long long)p->vaddr, (unsigned long long)end, (unsigned long long)at);
 		at = t->vmas[i].end;
 	}
 	return 0;
 }
 
-static int add_entry(struct crimg_task_img *t, size_t *cap, const struct crimg_pme *p, size_t off,
-		     struct crimg_file *f, struct crimg_error *err)
+static int add_entry(struct crimg_task_img *t, size_t *cap, const struct crimg_pme *p, size_t off, struct crimg_file *f,
+		     struct crimg_error *err)
 {
 	if (t->pub.nr_pmes == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
@@ -175,13 +174,12 @@ int crimg_pagemap_load(const char *dir, struct crimg_task_img *t, bool check_vma
 			const struct crimg_pme *prev = &t->pmes[t->pub.nr_pmes - 1];
 
 			if (p.vaddr < prev->vaddr || p.vaddr < crimg_pme_end(prev)) {
-				ret = crimg_file_err(&f, f.rec_off, err, -EINVAL,
-						     "entry 0x%llx-0x%llx %s the previous entry 0x%llx-0x%llx",
-						     (unsigned long long)p.vaddr, (unsigned long long)crimg_pme_end(&p),
-						     p.vaddr < prev->vaddr ? "is unsorted: it starts before" :
-									     "overlaps",
-						     (unsigned long long)prev->vaddr,
-						     (unsigned long long)crimg_pme_end(prev));
+				ret = crimg_file_err(
+					&f, f.rec_off, err, -EINVAL,
+					"entry 0x%llx-0x%llx %s the previous entry 0x%llx-0x%llx",
+					(unsigned long long)p.vaddr, (unsigned long long)crimg_pme_end(&p),
+					p.vaddr < prev->vaddr ? "is unsorted: it starts before" : "overlaps",
+					(unsigned long long)prev->vaddr, (unsigned long long)crimg_pme_end(prev));
 				goto out;
 			}
 		}
@@ -238,8 +236,7 @@ int crimg_pages_open(const char *dir, struct crimg_task_img *t, struct crimg_err
 	if (!S_ISREG(st.st_mode))
 		return crimg_err(err, -EINVAL, "%s: not a regular file", t->pages_path);
 	if ((uint64_t)st.st_size < need)
-		return crimg_err(err, -EINVAL,
-				 "%s: offset %lld: file ends, but %s has %llu present pages (%llu bytes)",
+		return crimg_err(err, -EINVAL, "%s: offset %lld: file ends, but %s has %llu present pages (%llu bytes)",
 				 t->pages_path, (long long)st.st_size, t->pagemap_path,
 				 (unsigned long long)t->nr_present, (unsigned long long)need);
 	return 0;

@@ -33,8 +33,8 @@ static void show_task(const struct crimg_task *t)
 		printf("task %d ppid %d zombie\n", (int)t->pid, (int)t->ppid);
 		return;
 	}
-	printf("task %d ppid %d threads %zu pagemap %s pages pages-%u.img\n", (int)t->pid, (int)t->ppid,
-	       t->nr_threads, t->encoding == CRIMG_PAGEMAP_42 ? "4.2" : "4.1", t->pages_id);
+	printf("task %d ppid %d threads %zu pagemap %s pages pages-%u.img\n", (int)t->pid, (int)t->ppid, t->nr_threads,
+	       t->encoding == CRIMG_PAGEMAP_42 ? "4.2" : "4.1", t->pages_id);
 
 	for (i = 0; i < t->nr_vmas; i++) {
 		const struct crimg_vma *v = &t->vmas[i];
