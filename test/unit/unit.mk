@@ -1,1 +1,17 @@
 # test/unit/: C unit tests (exit 0 pass, 1 fail, 77 skip) run by test/unit/*.bats.
+# Each test-*.c is one program; imgwriter.c (the synthetic image writer) and tu.c (checks,
+# temporary directories) are linked into all of them, and into mkimg for show.bats.
+
+UNIT_TESTS	:= $(patsubst test/unit/%.c,$(O)/test/unit/%,$(wildcard test/unit/test-*.c))
+UNIT_PROGS	:= $(UNIT_TESTS) $(O)/test/unit/mkimg
+UNIT_LIB_OBJS	:= $(O)/obj/test/unit/imgwriter.o $(O)/obj/test/unit/tu.o
+UNIT_OBJS	:= $(patsubst test/unit/%.c,$(O)/obj/test/unit/%.o,$(wildcard test/unit/*.c))
+
+TEST_PROGS += $(UNIT_PROGS)
+
+# The writer packs with the generated protobuf-c code.
+$(UNIT_OBJS): | $(IMAGES_PB_H)
+
+$(UNIT_PROGS): $(O)/test/unit/%: $(O)/obj/test/unit/%.o $(UNIT_LIB_OBJS) $(LIBCRIMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
