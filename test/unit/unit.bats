@@ -1,0 +1,46 @@
+#!/usr/bin/env bats
+# The C unit tests of libcrimg (test/unit/test-*.c): exit 0 pass, 1 fail, 77 skip.
+
+load ../lib
+
+# run_unit NAME: run $LU_BUILD/test/unit/NAME in a scratch TMPDIR; its stderr says what failed.
+run_unit() {
+	local prog=$LU_BUILD/test/unit/$1
+
+	[ -x "$prog" ] || { echo "$prog is missing: run make" >&2; return 1; }
+	run env TMPDIR="$BATS_TEST_TMPDIR" "$prog"
+	echo "$output"
+	case $status in
+	0) return 0 ;;
+	77) lu_skip "$1 skipped: ${output##*$'\n'}" ;;
+	*) echo "$1 exited $status" >&2; return 1 ;;
+	esac
+}
+
+@test "unit: good images, 4.1 and 4.2 encodings, version 1 headers" {
+	run_unit test-good
+}
+
+@test "unit: parent chain and PE_PARENT resolution" {
+	run_unit test-chain
+}
+
+@test "unit: zombie task" {
+	run_unit test-zombie
+}
+
+@test "unit: each corruption fails with file, offset and code" {
+	run_unit test-corrupt
+}
+
+@test "unit: directory edges and the parent depth limit" {
+	run_unit test-misc
+}
+
+@test "unit: truncated and mutated images never crash the reader" {
+	run_unit test-fuzz
+}
+
+@test "unit: opening a 4 GiB dump reads only its pagemaps" {
+	run_unit test-big
+}
