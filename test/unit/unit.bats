@@ -44,3 +44,7 @@ run_unit() {
 @test "unit: opening a 4 GiB dump reads only its pagemaps" {
 	run_unit test-big
 }
+
+@test "unit: daemon lazy ranges follow faults, unmaps, remaps and forks (model check)" {
+	run_unit test-ranges
+}

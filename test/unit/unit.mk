@@ -15,3 +15,6 @@ $(UNIT_OBJS): | $(IMAGES_PB_H)
 $(UNIT_PROGS): $(O)/test/unit/%: $(O)/obj/test/unit/%.o $(UNIT_LIB_OBJS) $(LIBCRIMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+# Daemon internals tested directly.
+$(O)/test/unit/test-ranges: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o
