@@ -117,6 +117,8 @@ void source_close(struct source *s);
  */
 int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
 	       uint64_t *run);
+/* The NR pages at DATA (from source_get) have been copied: let them go from our memory. */
+void source_put(struct source *s, const void *data, uint64_t nr);
 
 /* ---- handoff.c: lazy-pages.socket, the criu restore side ---- */
 

@@ -127,6 +127,7 @@ static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri
 		if (source_get(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run))
 			return COPY_FAILED;
 		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, run << PAGE_SHIFT, &done, &err);
+		source_put(d->src, data, run);
 		pages = done >> PAGE_SHIFT;
 		task_mark_done(t, r, k, pages);
 		*copied += pages;

@@ -126,3 +126,12 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 		*run = (m->size - loc.off) / PAGE_SZ;
 	return 0;
 }
+
+void source_put(struct source *s, const void *data, uint64_t nr)
+{
+	/*
+	 * The data stays in the page cache; this only drops our mapping of it, which would
+	 * otherwise count the whole dump into the daemon's RSS by the end of population.
+	 */
+	madvise((void *)data, nr << PAGE_SHIFT, MADV_DONTNEED);
+}

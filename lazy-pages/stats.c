@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "daemon.h"
 #include "lazy_pages.h"
@@ -43,6 +44,7 @@ static double quantile_us(const uint64_t *v, size_t n, double q)
 int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s)
 {
 	uint64_t bytes = 0;
+	struct rusage ru;
 	FILE *f;
 	size_t i;
 
@@ -68,8 +70,12 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 			(unsigned long long)st->bytes, quantile_us(st->lat_ns, st->nr_lat, 0.5),
 			quantile_us(st->lat_ns, st->nr_lat, 0.99), quantile_us(st->lat_ns, st->nr_lat, 1.0));
 	}
-	fprintf(f, "\n  ],\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f\n}\n", (unsigned long long)bytes,
-		populate_s > 0 ? bytes / populate_s / 1e9 : 0.0);
+	getrusage(RUSAGE_SELF, &ru);
+	fprintf(f,
+		"\n  ],\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f,\n  \"daemon_max_rss_kib\": %ld,\n"
+		"  \"daemon_cpu_seconds\": %.3f\n}\n",
+		(unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0, ru.ru_maxrss,
+		ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	if (fclose(f)) {
 		pr_err("--stats %s: %m", path);
 		return -EIO;

@@ -114,11 +114,13 @@ med=$(json median "$dir/stats.json")
 p99=$(json p99 "$dir/stats.json")
 pop=$(json populate_seconds "$dir/stats.json")
 gbs=$(json gbytes_per_second "$dir/stats.json")
+rss=$(json daemon_max_rss_kib "$dir/stats.json")
 printf '               faults served                  %6s      (%s pages; median %s us, p99 %s us)\n' \
 	"$faults" "$pfault" "$med" "$p99"
 printf '               copied in the background       %6s pages\n' "$pbg"
 printf '               full population                %6.0f ms   after the restore finished (%s GB/s)\n' \
 	"$(awk -v s="$pop" 'BEGIN { print s * 1000 }')" "$gbs"
+printf '               daemon peak RSS                %6s MiB\n' "$((rss / 1024))"
 printf '               memory check                   %6s      every byte of %s\n' "$verdict" "$size"
 echo
 awk -v e="$eager_ms" -v l="$lazy_ms" 'BEGIN { if (l > 0) printf "  the process ran %.1fx sooner than with an eager restore\n", e / l }'
