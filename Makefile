@@ -47,6 +47,7 @@ include lazy-pages/lazy-pages.mk
 include plugin/plugin.mk
 include test/unit/unit.mk
 include test/zdtm/zdtm.mk
+include test/tools/restrict.mk
 
 all: $(PROGS)
 

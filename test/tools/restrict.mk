@@ -1,0 +1,11 @@
+# test/tools/restrict.mk: no-uffd, the launcher that runs a command with userfaultfd(2)
+# refused through seccomp (EPERM or ENOSYS), for the plugin tests. No sanitizers: it only
+# installs a filter and execs, and the tree it starts is criu and its restored tasks.
+
+NO_UFFD	:= $(O)/test/tools/no-uffd
+
+TEST_PROGS += $(NO_UFFD)
+
+$(NO_UFFD): test/tools/no-uffd.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(LDFLAGS) -o $@ $<
