@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: MIT
+/* Making userfaultfds through the syscall or /dev/userfaultfd; see uffd_dev.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+#include "uffd_dev.h"
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+int uffd_sys_new(int flags)
+{
+	int saved = errno;
+	long fd = syscall(SYS_userfaultfd, flags);
+	int ret = fd < 0 ? -errno : (int)fd;
+
+	errno = saved;
+	return ret;
+}
+
+int uffd_dev_open(const char *path)
+{
+	int saved = errno;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int ret = fd < 0 ? -errno : fd;
+
+	errno = saved;
+	return ret;
+}
+
+int uffd_dev_new(int devfd, int flags)
+{
+	int saved = errno;
+	int fd = ioctl(devfd, USERFAULTFD_IOC_NEW, flags);
+	int ret = fd < 0 ? -errno : fd;
+
+	errno = saved;
+	return ret;
+}
+
+int uffd_api(int uffd, uint64_t features, uint64_t *granted, uint64_t *ioctls)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = features};
+	int saved = errno;
+	int ret = 0;
+
+	if (ioctl(uffd, UFFDIO_API, &api))
+		ret = -errno;
+	else if (api.api != UFFD_API)
+		ret = -EPROTO;
+	errno = saved;
+	if (ret)
+		return ret;
+	if (granted)
+		*granted = api.features;
+	if (ioctls)
+		*ioctls = api.ioctls;
+	return 0;
+}
+
+int uffd_probe(int devfd, uint64_t *features, uint64_t *ioctls)
+{
+	int uffd, ret;
+
+	uffd = devfd < 0 ? uffd_sys_new(O_CLOEXEC | O_NONBLOCK) : uffd_dev_new(devfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		return uffd;
+	ret = uffd_api(uffd, 0, features, ioctls);
+	close(uffd);
+	return ret;
+}
+
+static void bits_str(uint64_t bits, const char *const *names, unsigned int nr, char *buf, size_t len)
+{
+	size_t off = 0;
+	unsigned int i;
+	int n;
+
+	buf[0] = '\0';
+	if (!bits) {
+		snprintf(buf, len, "none");
+		return;
+	}
+	for (i = 0; i < 64 && off < len; i++) {
+		if (!(bits & (1ULL << i)))
+			continue;
+		if (i < nr && names[i])
+			n = snprintf(buf + off, len - off, "%s%s", off ? " " : "", names[i]);
+		else
+			n = snprintf(buf + off, len - off, "%sbit%u", off ? " " : "", i);
+		if (n < 0)
+			break;
+		off += n;
+	}
+}
+
+void uffd_features_str(uint64_t features, char *buf, size_t len)
+{
+	/* Bit numbers from linux/userfaultfd.h, newer ones included (6.x). */
+	static const char *const names[] = {
+		"PAGEFAULT_FLAG_WP",
+		"EVENT_FORK",
+		"EVENT_REMAP",
+		"EVENT_REMOVE",
+		"MISSING_HUGETLBFS",
+		"MISSING_SHMEM",
+		"EVENT_UNMAP",
+		"SIGBUS",
+		"THREAD_ID",
+		"MINOR_HUGETLBFS",
+		"MINOR_SHMEM",
+		"EXACT_ADDRESS",
+		"WP_HUGETLBFS_SHMEM",
+		"WP_UNPOPULATED",
+		"POISON",
+		"WP_ASYNC",
+		"MOVE",
+	};
+
+	bits_str(features, names, sizeof(names) / sizeof(names[0]), buf, len);
+}
+
+void uffd_ioctls_str(uint64_t ioctls, char *buf, size_t len)
+{
+	static const char *const names[64] = {
+		[0x00] = "REGISTER", [0x01] = "UNREGISTER", [0x02] = "WAKE",	     [0x03] = "COPY",
+		[0x04] = "ZEROPAGE", [0x05] = "MOVE",	    [0x06] = "WRITEPROTECT", [0x07] = "CONTINUE",
+		[0x08] = "POISON",   [0x3F] = "API",
+	};
+
+	bits_str(ioctls, names, 64, buf, len);
+}
+
+const char *uffd_errno_name(int err)
+{
+	static __thread char other[24];
+
+	switch (err) {
+	case EPERM:
+		return "EPERM";
+	case ENOSYS:
+		return "ENOSYS";
+	case ENOENT:
+		return "ENOENT";
+	case EACCES:
+		return "EACCES";
+	case ENOTTY:
+		return "ENOTTY";
+	case EINVAL:
+		return "EINVAL";
+	case ENXIO:
+		return "ENXIO";
+	case ENODEV:
+		return "ENODEV";
+	case EMFILE:
+		return "EMFILE";
+	case ENOMEM:
+		return "ENOMEM";
+	}
+	snprintf(other, sizeof(other), "errno %d", err);
+	return other;
+}
+
+void uffd_dev_describe(const char *path, struct uffd_dev_node *node)
+{
+	static const char kinds[] = "?pc?d?b?-?l?s???";
+	char buf[1024];
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	struct statvfs vfs;
+	struct stat st;
+	const char *rwx = "rwxrwxrwx";
+	int saved = errno;
+	int i;
+
+	memset(node, 0, sizeof(*node));
+	if (stat(path, &st)) {
+		node->stat_err = errno;
+		errno = saved;
+		return;
+	}
+	node->mode = st.st_mode;
+	node->rdev = st.st_rdev;
+	node->uid = st.st_uid;
+	node->gid = st.st_gid;
+	if (!statvfs(path, &vfs))
+		node->nodev = !!(vfs.f_flag & ST_NODEV);
+
+	/* Names help a user, numbers help in a container whose passwd differs: both. */
+	if (!getpwuid_r(st.st_uid, &pw, buf, sizeof(buf), &pwp) && pwp)
+		snprintf(node->owner, sizeof(node->owner), "%.40s(%u)", pw.pw_name, (unsigned int)st.st_uid);
+	else
+		snprintf(node->owner, sizeof(node->owner), "%u", (unsigned int)st.st_uid);
+	if (!getgrgid_r(st.st_gid, &gr, buf, sizeof(buf), &grp) && grp)
+		snprintf(node->group, sizeof(node->group), "%.40s(%u)", gr.gr_name, (unsigned int)st.st_gid);
+	else
+		snprintf(node->group, sizeof(node->group), "%u", (unsigned int)st.st_gid);
+
+	snprintf(node->modestr, sizeof(node->modestr), "%04o %c", (unsigned int)(st.st_mode & 07777),
+		 kinds[(st.st_mode >> 12) & 0xf]);
+	for (i = 0; i < 9; i++)
+		node->modestr[6 + i] = (st.st_mode & (0400 >> i)) ? rwx[i] : '-';
+	node->modestr[15] = '\0';
+	errno = saved;
+}
+
+int uffd_dev_is_uffd(const struct uffd_dev_node *node)
+{
+	return !node->stat_err && S_ISCHR(node->mode) && major(node->rdev) == UFFD_DEV_MAJOR &&
+	       minor(node->rdev) == UFFD_DEV_MINOR;
+}
+
+/* "char 1:3", "a regular file": what stands where the device should be. */
+static void node_kind(const struct uffd_dev_node *node, char *buf, size_t len)
+{
+	if (S_ISCHR(node->mode))
+		snprintf(buf, len, "char device %u:%u", major(node->rdev), minor(node->rdev));
+	else if (S_ISBLK(node->mode))
+		snprintf(buf, len, "block device %u:%u", major(node->rdev), minor(node->rdev));
+	else if (S_ISREG(node->mode))
+		snprintf(buf, len, "a regular file");
+	else if (S_ISDIR(node->mode))
+		snprintf(buf, len, "a directory");
+	else
+		snprintf(buf, len, "not a device (mode %o)", (unsigned int)node->mode);
+}
+
+void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *buf, size_t len)
+{
+	struct uffd_dev_node node;
+	char kind[48];
+
+	uffd_dev_describe(path, &node);
+
+	if (step == UFFD_STEP_OPEN && (err == ENOENT || err == ENOTDIR)) {
+		snprintf(buf, len,
+			 "%s does not exist: the kernel is older than 6.1 or built without CONFIG_USERFAULTFD, "
+			 "or this container or mount namespace has no such node; fix: bind-mount the host's "
+			 "%s into it, or create it with 'mknod -m 0660 %s c %d %d' and give it to a group of the "
+			 "restoring user ('chgrp GROUP %s')",
+			 path, path, path, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, path);
+		return;
+	}
+	if (step == UFFD_STEP_OPEN && (err == ENXIO || err == ENODEV)) {
+		snprintf(buf, len,
+			 "%s exists but no driver answers it (%s): this kernel has no userfaultfd device "
+			 "(it needs Linux >= 6.1 with CONFIG_USERFAULTFD); fix: boot such a kernel, or allow the "
+			 "userfaultfd(2) syscall",
+			 path, uffd_errno_name(err));
+		return;
+	}
+	if (step == UFFD_STEP_OPEN && (err == EACCES || err == EPERM)) {
+		if (node.stat_err) {
+			snprintf(buf, len,
+				 "permission denied opening %s (%s); fix: grant the restoring user read-write "
+				 "access to it",
+				 path, uffd_errno_name(err));
+			return;
+		}
+		snprintf(buf, len,
+			 "permission denied opening %s (owner %s, group %s, mode %s; we are uid %u gid %u)%s; fix: "
+			 "grant access with a group and mode 0660 ('chgrp GROUP %s && chmod 0660 %s', with the "
+			 "restoring user in GROUP) or an ACL ('setfacl -m u:USER:rw %s')",
+			 path, node.owner, node.group, node.modestr, (unsigned int)geteuid(), (unsigned int)getegid(),
+			 node.nodev ? ", and the mount holding it is nodev, which denies every device node: remount "
+				      "it without nodev or bind-mount the device from /dev"
+				    : "",
+			 path, path, path);
+		return;
+	}
+	if (!node.stat_err && !uffd_dev_is_uffd(&node)) {
+		node_kind(&node, kind, sizeof(kind));
+		snprintf(buf, len,
+			 "%s is %s, not the userfaultfd device (char %d:%d): it is hidden or replaced in this mount "
+			 "namespace (%s failed: %s); fix: bind-mount the host's %s there or create it with "
+			 "'mknod -m 0660 %s c %d %d'",
+			 path, kind, UFFD_DEV_MAJOR, UFFD_DEV_MINOR,
+			 step == UFFD_STEP_OPEN ? "open" : "USERFAULTFD_IOC_NEW", uffd_errno_name(err), path, path,
+			 UFFD_DEV_MAJOR, UFFD_DEV_MINOR);
+		return;
+	}
+	if (step == UFFD_STEP_OPEN) {
+		snprintf(buf, len, "cannot open %s: %s (%s)", path, strerror(err), uffd_errno_name(err));
+		return;
+	}
+	snprintf(buf, len,
+		 "%s opened, but the kernel refused USERFAULTFD_IOC_NEW: %s (%s); a security module policy or "
+		 "the kernel configuration forbids new userfaultfds; fix: check the LSM policy (audit log, dmesg) "
+		 "for userfaultfd denials, or allow the userfaultfd(2) syscall",
+		 path, strerror(err), uffd_errno_name(err));
+}
