@@ -5,5 +5,6 @@ LAZY_OBJS	:= $(patsubst %.c,$(O)/obj/%.o,$(LAZY_SRCS))
 
 PROGS += $(O)/lazy-uffd
 
-$(O)/lazy-uffd: $(LAZY_OBJS) $(LIBCRIMG)
+# doctor uses the plugin's device-path module (plugin/uffd_dev.h), built here like our own code.
+$(O)/lazy-uffd: $(LAZY_OBJS) $(O)/obj/plugin/uffd_dev.o $(LIBCRIMG)
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)

@@ -83,6 +83,20 @@ static unsigned int failure_level(void)
 	return getpid() != lu.master ? LU_LOG_ERROR : LU_LOG_WARN;
 }
 
+/*
+ * Log a device-path failure. A task of a restore without the plugin stage (preloaded
+ * only) had to use the path itself, in its own mount namespace: say what avoids that.
+ */
+static void report(const char *msg)
+{
+	bool own_open = lu.keep == LU_KEEP_NONE && getpid() != lu.master && !lu.restore;
+
+	lu_log(failure_level(), __FILE__, __LINE__, "%s%s", msg,
+	       own_open ? " (or also load lazy_uffd.so as a CRIU plugin, criu restore -L DIR: the plugin opens the "
+			  "device at init, in criu's own mount namespace, and hands it to the tasks)"
+			: "");
+}
+
 /* The device fd for this process: the one kept at plugin init, or a fresh open. */
 static int device_fd(void)
 {
@@ -98,14 +112,10 @@ static int device_fd(void)
 		break;
 	default:
 		fd = uffd_dev_open(lu.device);
-		if (fd >= 0)
-			return fd;
-		uffd_dev_explain(lu.device, UFFD_STEP_OPEN, -fd, msg, sizeof(msg));
-		lu_log(failure_level(), __FILE__, __LINE__, "%s%s", msg,
-		       getpid() != lu.master && !lu.restore
-			       ? " (or load lazy_uffd.so as a CRIU plugin, criu restore -L DIR: it opens the device "
-				 "at init, in criu's own mount namespace)"
-			       : "");
+		if (fd < 0) {
+			uffd_dev_explain(lu.device, UFFD_STEP_OPEN, -fd, msg, sizeof(msg));
+			report(msg);
+		}
 		return fd;
 	}
 	if (fd < 0) {
@@ -144,7 +154,7 @@ static long make_uffd(int flags)
 	close(devfd);
 	if (fd < 0) {
 		uffd_dev_explain(lu.device, UFFD_STEP_IOC_NEW, -fd, msg, sizeof(msg));
-		lu_log(failure_level(), __FILE__, __LINE__, "%s", msg);
+		report(msg);
 		goto refused;
 	}
 	pending_add(fd, sys_err);

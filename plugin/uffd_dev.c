@@ -264,19 +264,25 @@ void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *
 	if (step == UFFD_STEP_OPEN && (err == EACCES || err == EPERM)) {
 		if (node.stat_err) {
 			snprintf(buf, len,
-				 "permission denied opening %s (%s); fix: grant the restoring user read-write "
-				 "access to it",
+				 "permission denied opening %s (%s); fix: grant the restoring user read-write access "
+				 "to it",
 				 path, uffd_errno_name(err));
 			return;
 		}
+		if (node.nodev) {
+			/* Even root is refused: file modes are not the cause. */
+			snprintf(buf, len,
+				 "permission denied opening %s (owner %s, group %s, mode %s): the mount holding it is "
+				 "nodev, which denies every device node; fix: bind-mount the host's %s from a mount "
+				 "that allows devices, or remount without nodev",
+				 path, node.owner, node.group, node.modestr, path);
+			return;
+		}
 		snprintf(buf, len,
-			 "permission denied opening %s (owner %s, group %s, mode %s; we are uid %u gid %u)%s; fix: "
+			 "permission denied opening %s (owner %s, group %s, mode %s; we are uid %u gid %u); fix: "
 			 "grant access with a group and mode 0660 ('chgrp GROUP %s && chmod 0660 %s', with the "
 			 "restoring user in GROUP) or an ACL ('setfacl -m u:USER:rw %s')",
 			 path, node.owner, node.group, node.modestr, (unsigned int)geteuid(), (unsigned int)getegid(),
-			 node.nodev ? ", and the mount holding it is nodev, which denies every device node: remount "
-				      "it without nodev or bind-mount the device from /dev"
-				    : "",
 			 path, path, path);
 		return;
 	}
