@@ -13,3 +13,21 @@ $(O)/obj/pic/plugin/%.o: plugin/%.c $(CRIU_ENV)
 
 $(O)/lazy_uffd.so: $(PLUGIN_OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,defs -Wl,-z,now -o $@ $^ -ldl
+
+# test/plugin/got-test: plugin/got.c on a program linked each way a criu can be
+# (see the file). Run by test/plugin/got.bats.
+GOT_TESTS	:= $(O)/test/plugin/got-lazy $(O)/test/plugin/got-now $(O)/test/plugin/got-noplt
+GOT_TEST_SRCS	:= test/plugin/got-test.c plugin/got.c
+TEST_PROGS	+= $(GOT_TESTS)
+
+$(O)/test/plugin/got-lazy: $(GOT_TEST_SRCS) plugin/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iplugin $(LDFLAGS) -Wl,-z,lazy -o $@ $(GOT_TEST_SRCS)
+
+$(O)/test/plugin/got-now: $(GOT_TEST_SRCS) plugin/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iplugin $(LDFLAGS) -Wl,-z,now -Wl,-z,relro -o $@ $(GOT_TEST_SRCS)
+
+$(O)/test/plugin/got-noplt: $(GOT_TEST_SRCS) plugin/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iplugin -fno-plt $(LDFLAGS) -Wl,-z,now -Wl,-z,relro -o $@ $(GOT_TEST_SRCS)
