@@ -35,6 +35,16 @@ static const char *zt_corrupt;
 static const char *zt_corrupt_in;
 static pid_t zt_pid;
 static bool zt_is_child;
+static size_t zt_ballast;
+static bool zt_opt_expect_lazy;
+static bool zt_opt_settle;
+
+#define ZT_NOTES_MAX	4096
+#define ZT_BALLAST_SEED	0xba11a57
+
+static pthread_mutex_t zt_note_lock = PTHREAD_MUTEX_INITIALIZER;
+static char zt_notes[ZT_NOTES_MAX];
+static size_t zt_notes_len;
 
 static volatile sig_atomic_t zt_got_term;
 
@@ -389,6 +399,14 @@ int zt_finish(void)
 		snprintf(path, sizeof(path), "%s.%s", zt_outfile, zt_name);
 		out = path;
 	}
+	if (zt_notes_len) {
+		char npath[PATH_MAX + 8];
+
+		snprintf(npath, sizeof(npath), "%s.notes", out);
+		pthread_mutex_lock(&zt_note_lock);
+		zt_write_file(npath, zt_notes);
+		pthread_mutex_unlock(&zt_note_lock);
+	}
 	if (zt_write_file(out, text))
 		return ZT_EXIT_FAIL;
 	return n ? ZT_EXIT_FAIL : ZT_EXIT_PASS;
@@ -437,6 +455,15 @@ int zt_ready(void)
 
 	if (pid < 0)
 		return pid;
+	if (zt_ballast) {
+		void *b = zt_map_guarded(zt_ballast);
+
+		if (!b)
+			zt_setup_fail("ballast: mmap %zu bytes: %s", zt_ballast, strerror(errno));
+		zt_pattern_fill(b, zt_ballast, ZT_BALLAST_SEED, 0);
+		if (zt_region_add("ballast", b, zt_ballast, ZT_REGION_PATTERN, ZT_BALLAST_SEED, 0))
+			zt_setup_fail("ballast: too many regions");
+	}
 	snprintf(text, sizeof(text), "%ld\n", pid);
 	return zt_write_file(zt_pidfile, text);
 }
@@ -469,7 +496,80 @@ void zt_child_init(const char *name)
 	zt_is_child = true;
 	zt_nr_fail = 0;
 	zt_fail_msg[0] = '\0';
+	zt_notes_len = 0;
+	zt_notes[0] = '\0';
 	zt_regions_reset();
+}
+
+void zt_note(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	pthread_mutex_lock(&zt_note_lock);
+	if (zt_notes_len + 2 < ZT_NOTES_MAX) {
+		va_start(ap, fmt);
+		n = vsnprintf(zt_notes + zt_notes_len, ZT_NOTES_MAX - 1 - zt_notes_len, fmt, ap);
+		va_end(ap);
+		if (n > 0) {
+			zt_notes_len += (size_t)n;
+			if (zt_notes_len > ZT_NOTES_MAX - 2)
+				zt_notes_len = ZT_NOTES_MAX - 2;
+			zt_notes[zt_notes_len++] = '\n';
+			zt_notes[zt_notes_len] = '\0';
+		}
+	}
+	pthread_mutex_unlock(&zt_note_lock);
+}
+
+bool zt_expect_lazy(void)
+{
+	return zt_opt_expect_lazy;
+}
+
+long zt_lazy_probe(const char *what, const void *addr, size_t len)
+{
+	size_t n = len / ZT_PAGE_SIZE, i, missing = 0;
+	unsigned char *vec = malloc(n ? n : 1);
+
+	if (!vec || mincore((void *)addr, len, vec)) {
+		zt_fail("%s: mincore(%p, %zu): %s", what, addr, len, strerror(vec ? errno : ENOMEM));
+		free(vec);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (!(vec[i] & 1))
+			missing++;
+	free(vec);
+	zt_note("%s: %s: %zu of %zu pages not present yet", zt_name, what, missing, n);
+	if (!missing && zt_opt_expect_lazy)
+		zt_fail("%s: all %zu pages were present before the test touched them (--expect-lazy): the lazy path was not exercised",
+			what, n);
+	return (long)missing;
+}
+
+void zt_settle(void)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!zt_opt_settle)
+		return;
+	zt_got_term = 0;
+	snprintf(path, sizeof(path), "%s.settle", zt_outfile);
+	ret = zt_write_file(path, "settle\n");
+	if (ret) {
+		zt_fail("%s: %s", path, strerror(-ret));
+		return;
+	}
+	{
+		sigset_t mask;
+
+		pthread_sigmask(SIG_SETMASK, NULL, &mask);
+		sigdelset(&mask, SIGTERM);
+		while (!zt_got_term)
+			sigsuspend(&mask);
+	}
 }
 
 void *zt_map_guarded(size_t len)
@@ -525,8 +625,8 @@ static int zt_parse_size(const char *s, size_t *out)
 
 static void zt_usage(FILE *f, const char *prog, const struct zt_opt *opts)
 {
-	fprintf(f, "usage: %s --pidfile ABS --outfile ABS [--selftest-corrupt flip|zero|move:PAGE [--selftest-in NAME]]",
-		prog);
+	fprintf(f, "usage: %s --pidfile ABS --outfile ABS [--selftest-corrupt flip|zero|move:PAGE [--selftest-in NAME]]"
+		" [--ballast SIZE] [--expect-lazy] [--settle]", prog);
 	for (; opts && opts->name; opts++)
 		fprintf(f, " %s--%s%s%s", opts->required ? "" : "[", opts->name,
 			opts->type == ZT_OPT_FLAG ? "" : " ARG", opts->required ? "" : "]");
@@ -547,7 +647,7 @@ static void zt_bad_usage(const char *prog, const struct zt_opt *opts, const char
 }
 
 enum { ZT_O_PIDFILE = 1, ZT_O_OUTFILE, ZT_O_CORRUPT, ZT_O_CORRUPT_IN, ZT_O_HELP,
-       ZT_O_TEST = 256 };
+       ZT_O_BALLAST, ZT_O_EXPECT_LAZY, ZT_O_SETTLE, ZT_O_TEST = 256 };
 
 void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts)
 {
@@ -561,7 +661,7 @@ void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts)
 	zt_name = name;
 	while (opts && opts[nr_test].name)
 		nr_test++;
-	if (nr_test > 58)
+	if (nr_test > 55)
 		zt_bad_usage(argv[0], opts, "too many options");
 
 	lopts[n++] = (struct option){ "pidfile", required_argument, NULL, ZT_O_PIDFILE };
@@ -569,6 +669,9 @@ void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts)
 	lopts[n++] = (struct option){ "selftest-corrupt", required_argument, NULL, ZT_O_CORRUPT };
 	lopts[n++] = (struct option){ "selftest-in", required_argument, NULL, ZT_O_CORRUPT_IN };
 	lopts[n++] = (struct option){ "help", no_argument, NULL, ZT_O_HELP };
+	lopts[n++] = (struct option){ "ballast", required_argument, NULL, ZT_O_BALLAST };
+	lopts[n++] = (struct option){ "expect-lazy", no_argument, NULL, ZT_O_EXPECT_LAZY };
+	lopts[n++] = (struct option){ "settle", no_argument, NULL, ZT_O_SETTLE };
 	for (i = 0; i < nr_test; i++)
 		lopts[n++] = (struct option){ opts[i].name,
 			opts[i].type == ZT_OPT_FLAG ? no_argument : required_argument,
@@ -592,6 +695,16 @@ void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts)
 		case ZT_O_HELP:
 			zt_usage(stdout, argv[0], opts);
 			exit(0);
+		case ZT_O_BALLAST:
+			if (zt_parse_size(optarg, &zt_ballast) || zt_ballast % ZT_PAGE_SIZE)
+				zt_bad_usage(argv[0], opts, "--ballast: bad size '%s'", optarg);
+			break;
+		case ZT_O_EXPECT_LAZY:
+			zt_opt_expect_lazy = true;
+			break;
+		case ZT_O_SETTLE:
+			zt_opt_settle = true;
+			break;
 		default: {
 			const struct zt_opt *o;
 

@@ -30,6 +30,17 @@
  *         move (copy page PAGE+1 over it). PAGE counts from the region's start.
  *     --selftest-in NAME  only the process whose zt name (zt_init/zt_child_init)
  *         is NAME applies --selftest-corrupt.
+ *     --ballast SIZE  zt_ready() first maps SIZE bytes of pattern memory (checked last
+ *         by zt_check_regions()). Mapped after everything else, it sits below the
+ *         test's memory, and lazy daemons fill the lowest addresses first: the test's
+ *         own ranges are then still missing for a while after the restore.
+ *     --expect-lazy  zt_lazy_probe() fails the test when a probed range is already
+ *         completely present (the harness passes it on lazy restores only).
+ *     --settle  zt_settle() writes OUTFILE.settle and waits for a second SIGTERM,
+ *         which the harness sends once the lazy-pages daemon has exited.
+ *
+ * Notes (zt_note(), zt_lazy_probe()) go to OUTFILE.notes (a child's to
+ * OUTFILE.<name>.notes) at zt_finish(): evidence for a reader, never a verdict.
  *
  * Per-page pattern: every byte of page i of a region with seed s is a function of
  * (s, i) only, never of the address. Word 0 is tag(s) ^ i, so a page that holds
@@ -171,5 +182,26 @@ long zt_host_pid(void);
 /* Map @len bytes of private anonymous memory between two PROT_NONE guard pages, so
  * it never merges with a neighbouring VMA. Returns the start or NULL (errno set). */
 void *zt_map_guarded(size_t len);
+
+/* Record a line for OUTFILE.notes (printf format). Thread safe. */
+void zt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Count the pages of [addr, addr + len) that are not in memory yet (mincore, which
+ * never faults): after a lazy restore, pages the daemon has not copied yet. Notes
+ * the count; with --expect-lazy, zt_fail()s when it is 0. Call it before touching
+ * the range. Returns the count, or -1 if mincore failed (also a failure).
+ */
+long zt_lazy_probe(const char *what, const void *addr, size_t len);
+
+/* Whether --expect-lazy was given. */
+bool zt_expect_lazy(void);
+
+/*
+ * Without --settle: return at once. With it: write OUTFILE.settle, then wait for
+ * another SIGTERM (the harness sends it after the lazy-pages daemon exited), so
+ * what follows runs once the daemon has done all of its background work.
+ */
+void zt_settle(void);
 
 #endif /* ZDTMTST_H */
