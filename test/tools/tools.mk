@@ -1,0 +1,17 @@
+# test/tools/: programs the tests use, never installed. Included from test/zdtm/zdtm.mk.
+#
+# mkparent: builds parent-linked image directories from a real dump (see mkparent.c),
+# with the protobuf-c code that images/ generates from images/proto.
+
+TEST_TOOLS	:= $(O)/test/tools/mkparent
+
+TEST_PROGS	+= $(TEST_TOOLS)
+
+$(O)/obj/test/tools/mkparent.o: | $(O)/gen/pagemap.pb-c.h
+
+$(O)/test/tools/mkparent: $(O)/obj/test/tools/mkparent.o $(O)/obj/gen/pagemap.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+.PHONY: test-tools
+test-tools: $(TEST_TOOLS)
