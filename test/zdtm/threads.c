@@ -7,6 +7,12 @@
  * its TLS value and that gettid() is what it was before the dump. The main thread
  * also checks that the process still has nine threads, joins them and writes the
  * outfile.
+ *
+ * --shared SIZE: one more region that every thread checks. After SIGTERM the main
+ * thread probes all regions (mincore), then releases the threads through a barrier so
+ * they fault at once: even threads check the shared region first and then their own,
+ * odd threads the other way round, so the same pages and different pages are asked
+ * for at the same time.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -28,7 +34,9 @@ struct thr {
 	pid_t tid;
 };
 
-static size_t size = 1 << 20;
+static size_t size = 1 << 20, shared_size;
+static char *shared;
+static pthread_barrier_t barrier;
 static struct thr thrs[NR_THREADS];
 static __thread unsigned int tls_idx = ~0U;
 
@@ -56,8 +64,15 @@ static void *thread_main(void *arg)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
 
+	if (shared) {
+		pthread_barrier_wait(&barrier);
+		if (!(t->idx & 1))
+			zt_pattern_check("threads shared memory", shared, shared_size, THR_SEED + 999, 0);
+	}
 	snprintf(what, sizeof(what), "threads %u memory", t->idx);
 	zt_pattern_check(what, t->mem, size, THR_SEED + t->idx, 0);
+	if (shared && (t->idx & 1))
+		zt_pattern_check("threads shared memory", shared, shared_size, THR_SEED + 999, 0);
 	snprintf(what, sizeof(what), "threads %u stack", t->idx);
 	zt_pattern_check(what, stack_buf, sizeof(stack_buf), THR_SEED + 100 + t->idx, 0);
 	if (tls_idx != t->idx)
@@ -87,6 +102,7 @@ int main(int argc, char **argv)
 {
 	const struct zt_opt opts[] = {
 		{ "size", ZT_OPT_SIZE, &size, false, "bytes of memory per thread (default 1M)" },
+		{ "shared", ZT_OPT_SIZE, &shared_size, false, "bytes every thread checks (default none)" },
 		{ NULL },
 	};
 	unsigned int i;
@@ -95,6 +111,17 @@ int main(int argc, char **argv)
 	zt_init(argc, argv, "threads", opts);
 	if (!size || size % ZT_PAGE_SIZE)
 		zt_setup_fail("--size %zu is not a positive page multiple", size);
+	if (shared_size % ZT_PAGE_SIZE)
+		zt_setup_fail("--shared %zu is not a page multiple", shared_size);
+	if (shared_size) {
+		shared = zt_map_guarded(shared_size);
+		if (!shared)
+			zt_setup_fail("mmap shared: %s", strerror(errno));
+		zt_pattern_fill(shared, shared_size, THR_SEED + 999, 0);
+		ret = pthread_barrier_init(&barrier, NULL, NR_THREADS);
+		if (ret)
+			zt_setup_fail("pthread_barrier_init: %s", strerror(ret));
+	}
 
 	for (i = 0; i < NR_THREADS; i++) {
 		thrs[i].idx = i;
@@ -117,6 +144,11 @@ int main(int argc, char **argv)
 		zt_setup_fail("pidfile: %s", strerror(-ret));
 	zt_wait_term();
 
+	if (shared) {
+		zt_lazy_probe("threads shared memory", shared, shared_size);
+		for (i = 0; i < NR_THREADS; i++)
+			zt_lazy_probe("threads own memory", thrs[i].mem, size);
+	}
 	n = count_threads();
 	if (n != NR_THREADS + 1)
 		zt_fail("threads: %d threads after restore, expected %d", n, NR_THREADS + 1);
@@ -126,5 +158,7 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&lock);
 	for (i = 0; i < NR_THREADS; i++)
 		pthread_join(thrs[i].th, NULL);
+	if (shared)
+		zt_check_regions_kind(ZT_REGION_PATTERN);	/* no thread checks --ballast */
 	return zt_finish();
 }

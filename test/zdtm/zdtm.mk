@@ -4,7 +4,7 @@
 # lib/zdtmtst.h for the contract). Built without sanitizers: criu dumps and restores
 # them, and an ASan shadow map is neither small nor interesting to checkpoint.
 
-ZDTM_TESTS	:= anon sparse zeropages tree threads
+ZDTM_TESTS	:= anon sparse zeropages tree threads lazyops forkcheck zombie mostlyzero
 ZDTM_LIB_OBJ	:= $(O)/zdtm/obj/lib/zdtmtst.o
 ZDTM_CFLAGS	:= $(BASE_CFLAGS) -pthread -I$(TOP)/test/zdtm/lib
 
@@ -26,3 +26,6 @@ $(O)/zdtm/%: $(O)/zdtm/obj/%.o $(ZDTM_LIB_OBJ)
 zdtm: $(addprefix $(O)/zdtm/,$(ZDTM_TESTS))
 
 -include $(wildcard $(O)/zdtm/obj/*.d $(O)/zdtm/obj/lib/*.d)
+
+# Test-only tools (mkparent) live in test/tools/.
+include test/tools/tools.mk
