@@ -11,10 +11,40 @@
 #   zdtm_diag                   print the tails of the criu logs and the outfiles
 #   zdtm_teardown               SIGKILL what is left (by pid), remove the images
 #
-# Bounds (seconds): ZDTM_START_TIMEOUT (60), ZDTM_STOP_TIMEOUT (60).
+# Lazy restores (DAEMON is `ours`, build/lazy-uffd daemon, or `criu`, criu lazy-pages):
+#   zdtm_lazy_restore DAEMON [CRIU ARGS...]
+#                               start the daemon on ZDTM_IMG with work dir ZDTM_WORK,
+#                               wait for its ready byte (--status-fd over a fifo), then
+#                               criu restore --lazy-pages with the same -W
+#   zdtm_lazy_wait              wait for the daemon to exit; sets ZDTM_DRC
+#   zdtm_lazy_check             the daemon exited 0, its log has no Error line, and
+#                               (ours) its --stats show pages served lazily
+#   zdtm_lazy_finish            zdtm_lazy_wait + zdtm_lazy_check
+#   zdtm_lazy_cycle DAEMON PROG [ARGS...]
+#                               start (with --expect-lazy --settle), dump, lazy restore,
+#                               stop (no verdict)
+#   zdtm_run_lazy DAEMON PROG [ARGS...]
+#                               a whole lazy cycle that must PASS, then zdtm_lazy_finish
+#
+# Parent images (this kernel has no soft-dirty tracking, so criu pre-dump cannot run):
+#   zdtm_mkchain FLAGS LEVELS [OPTS]
+#                               turn the dump in ZDTM_DIR/img into a chain under
+#                               ZDTM_DIR/chain with build/test/tools/mkparent: LEVELS 1
+#                               is b -> a, 2 is c -> b -> a; FLAGS parent (PE_PARENT) or
+#                               lazy-parent (PE_LAZY|PE_PARENT); ZDTM_IMG becomes the top
+#                               and `lazy-uffd show` must agree with what mkparent made
+#
+# --settle (lib/zdtmtst.h): a program that calls zt_settle() writes OUTFILE.settle and
+# waits for a second SIGTERM; zdtm_stop sends it once the daemon has exited, so such a
+# program checks again after all background population.
+#
+# Bounds (seconds): ZDTM_START_TIMEOUT (60), ZDTM_STOP_TIMEOUT (60), ZDTM_READY_TIMEOUT
+# (20: the daemon's ready byte), ZDTM_LAZY_TIMEOUT (60: the daemon's exit).
 
 ZDTM_START_TIMEOUT=${ZDTM_START_TIMEOUT:-60}
 ZDTM_STOP_TIMEOUT=${ZDTM_STOP_TIMEOUT:-60}
+ZDTM_READY_TIMEOUT=${ZDTM_READY_TIMEOUT:-20}
+ZDTM_LAZY_TIMEOUT=${ZDTM_LAZY_TIMEOUT:-60}
 
 # zdtm_setup: per-test state under BATS_TEST_TMPDIR (fresh for every test).
 zdtm_setup() {
@@ -27,18 +57,34 @@ zdtm_setup() {
 	ZDTM_LAUNCHER=
 	ZDTM_PID=
 	ZDTM_RPID=
+	# The restore's work dir (criu -W) when it is not ZDTM_IMG: logs and pidfile go there.
+	ZDTM_RWORK=
+	ZDTM_WORK=$ZDTM_DIR/work
+	ZDTM_STATS=$ZDTM_DIR/stats.json
+	ZDTM_DAEMON=
+	ZDTM_DPID=
+	ZDTM_DRC=
+	# Nothing from an earlier cycle in the same test may be taken for this one's.
+	rm -rf "$ZDTM_PIDFILE" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_ERR" "$ZDTM_IMG" "$ZDTM_WORK" \
+		"$ZDTM_STATS" "$ZDTM_DIR/chain"
 	mkdir -p "$ZDTM_IMG"
 }
 
 # zdtm_diag: what a failed test should show.
 zdtm_diag() {
 	local f
-	for f in "$ZDTM_IMG/dump.log" "$ZDTM_IMG/restore.log"; do
+	for f in "$ZDTM_DIR/img/dump.log" "$ZDTM_IMG/restore.log" "$ZDTM_WORK/restore.log" \
+		"$ZDTM_WORK/lazy.log"; do
 		[ -f "$f" ] || continue
 		echo "--- tail of $f (errors first)"
 		grep -E 'Error|Warn' "$f" | grep -v 'RLIMIT_NOFILE' | tail -n 10
 		echo "..."
 		tail -n 25 "$f"
+	done
+	for f in "$ZDTM_DIR/daemon.out" "$ZDTM_STATS"; do
+		[ -s "$f" ] || continue
+		echo "--- $f"
+		tail -n 20 "$f"
 	done
 	# unshare complains about its own signal mask once criu kills its child: noise.
 	if [ -s "$ZDTM_ERR" ] && grep -qv 'sigprocmask unblock failed' "$ZDTM_ERR"; then
@@ -116,21 +162,42 @@ zdtm_dump() {
 	zdtm_fail "pid $ZDTM_PID still alive 10s after the dump"
 }
 
-# zdtm_restore [CRIU ARGS...]
+# zdtm_restore [CRIU ARGS...]: logs and the pidfile go to ZDTM_RWORK (criu's -W, whose
+# default is the images dir), which the caller passes as -W when it is not ZDTM_IMG.
 zdtm_restore() {
 	local rc=0
 	"$CRIU" restore -d -D "$ZDTM_IMG" -o restore.log -v4 --pidfile restored.pid "$@" \
 		</dev/null >/dev/null 2>&1 3>&- || rc=$?
 	[ "$rc" = 0 ] || { zdtm_fail "criu restore failed ($rc)"; return 1; }
-	ZDTM_RPID=$(cat "$ZDTM_IMG/restored.pid" 2>/dev/null)
+	ZDTM_RPID=$(cat "${ZDTM_RWORK:-$ZDTM_IMG}/restored.pid" 2>/dev/null)
 	[ -n "$ZDTM_RPID" ] || { zdtm_fail "criu restore wrote no pidfile"; return 1; }
 	zdtm_alive "$ZDTM_RPID" || { zdtm_fail "restored root $ZDTM_RPID is not running"; return 1; }
 }
 
-# zdtm_stop: SIGTERM the restored root; wait for the outfile, then for the exit.
+# zdtm_settle: the program wrote OUTFILE.settle (or exited without): wait for the
+# daemon, then send the second SIGTERM.
+zdtm_settle() {
+	local i
+	for ((i = 0; i < ZDTM_STOP_TIMEOUT * 20; i++)); do
+		[ -e "$ZDTM_OUT.settle" ] && break
+		zdtm_alive "$ZDTM_RPID" || return 0
+		sleep 0.05
+	done
+	[ -e "$ZDTM_OUT.settle" ] ||
+		{ zdtm_fail "no $ZDTM_OUT.settle ${ZDTM_STOP_TIMEOUT}s after SIGTERM"; return 1; }
+	zdtm_lazy_wait || return 1
+	kill -TERM "$ZDTM_RPID" 2>/dev/null ||
+		{ zdtm_fail "restored root $ZDTM_RPID is gone before the second SIGTERM"; return 1; }
+}
+
+# zdtm_stop: SIGTERM the restored root; wait for the outfile, then for the exit. During a
+# lazy restore, a program that settles gets its second SIGTERM after the daemon exited.
 zdtm_stop() {
 	local i
 	kill -TERM "$ZDTM_RPID" 2>/dev/null || { zdtm_fail "restored root $ZDTM_RPID is gone"; return 1; }
+	if [ -n "$ZDTM_DAEMON" ]; then
+		zdtm_settle || return 1
+	fi
 	for ((i = 0; i < ZDTM_STOP_TIMEOUT * 20; i++)); do
 		# Liveness first: the outfile is renamed into place before the exit.
 		if ! zdtm_alive "$ZDTM_RPID"; then
@@ -173,12 +240,196 @@ zdtm_run() {
 	zdtm_expect_pass
 }
 
+# --- lazy restores ------------------------------------------------------------
+
+# zdtm_daemon_comm: the comm of the running daemon (for kills by pid).
+zdtm_daemon_comm() {
+	case $ZDTM_DAEMON in
+	ours) echo "${LAZY_UFFD##*/}" ;;
+	criu) echo "${CRIU##*/}" ;;
+	esac
+}
+
+# zdtm_lazy_start_daemon DAEMON: start it in the background on ZDTM_IMG and wait for its
+# ready byte (exactly one NUL on --status-fd, then EOF).
+zdtm_lazy_start_daemon() {
+	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte i ok=
+	ZDTM_DAEMON=$daemon
+	ZDTM_DRC=
+	mkdir -p "$ZDTM_WORK"
+	rm -f "$fifo" "$ZDTM_STATS"
+	mkfifo "$fifo" || { zdtm_fail "mkfifo $fifo"; return 1; }
+	# Read-write, so this open never blocks; the bounded reads below stop on time-out.
+	exec {fd}<>"$fifo"
+	case $daemon in
+	ours)
+		[ -x "$LAZY_UFFD" ] || { exec {fd}<&-; zdtm_fail "$LAZY_UFFD is not built"; return 1; }
+		"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --status-fd 9 \
+			--stats "$ZDTM_STATS" 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
+		;;
+	criu)
+		"$CRIU" lazy-pages -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --status-fd 9 \
+			9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
+		;;
+	*)
+		exec {fd}<&-
+		zdtm_fail "unknown lazy-pages daemon '$daemon' (ours or criu)"
+		return 1
+		;;
+	esac
+	ZDTM_DPID=$!
+	for ((i = 0; i < ZDTM_READY_TIMEOUT * 10; i++)); do
+		if IFS= read -r -d '' -t 0.1 -u "$fd" byte; then
+			[ -z "$byte" ] && ok=1
+			break
+		fi
+		zdtm_alive "$ZDTM_DPID" || break
+	done
+	exec {fd}<&-
+	rm -f "$fifo"
+	if [ -z "$ok" ]; then
+		if zdtm_alive "$ZDTM_DPID"; then
+			zdtm_fail "$daemon lazy-pages daemon: no ready byte in ${ZDTM_READY_TIMEOUT}s${byte:+ (read '$byte')}"
+		else
+			zdtm_lazy_wait >/dev/null
+			zdtm_fail "$daemon lazy-pages daemon exited ($ZDTM_DRC) before it was ready"
+		fi
+		return 1
+	fi
+	[ -S "$ZDTM_WORK/lazy-pages.socket" ] ||
+		{ zdtm_fail "ready byte came, but there is no $ZDTM_WORK/lazy-pages.socket"; return 1; }
+}
+
+# zdtm_lazy_restore DAEMON [CRIU ARGS...]
+zdtm_lazy_restore() {
+	local daemon=$1
+	shift
+	zdtm_lazy_start_daemon "$daemon" || return 1
+	ZDTM_RWORK=$ZDTM_WORK
+	zdtm_restore -W "$ZDTM_WORK" --lazy-pages "$@"
+}
+
+# zdtm_lazy_wait: wait (bounded) for the daemon to exit and reap it into ZDTM_DRC.
+zdtm_lazy_wait() {
+	local i
+	[ -n "$ZDTM_DPID" ] || return 0
+	for ((i = 0; i < ZDTM_LAZY_TIMEOUT * 20; i++)); do
+		zdtm_alive "$ZDTM_DPID" || break
+		sleep 0.05
+	done
+	if zdtm_alive "$ZDTM_DPID"; then
+		zdtm_fail "$ZDTM_DAEMON lazy-pages daemon (pid $ZDTM_DPID) still runs ${ZDTM_LAZY_TIMEOUT}s later"
+		return 1
+	fi
+	ZDTM_DRC=0
+	wait "$ZDTM_DPID" || ZDTM_DRC=$?
+	ZDTM_DPID=
+}
+
+# zdtm_lazy_errors LOG: the Error lines of a daemon log, less criu's harmless one.
+zdtm_lazy_errors() {
+	grep -E 'Error' "$1" | grep -v "rlimit: Can't setup RLIMIT_NOFILE" || true
+}
+
+# zdtm_lazy_stats_served FILE: pages_fault + pages_background over all tasks.
+zdtm_lazy_stats_served() {
+	grep -oE '"pages_(fault|background)": *[0-9]+' "$1" |
+		awk -F: '{ s += $2 } END { print s + 0 }'
+}
+
+# zdtm_lazy_check: what a lazy restore must end with.
+zdtm_lazy_check() {
+	local log=$ZDTM_WORK/lazy.log errs served
+	[ -n "$ZDTM_DRC" ] || { zdtm_fail "the daemon was not waited for"; return 1; }
+	[ "$ZDTM_DRC" = 0 ] || { zdtm_fail "$ZDTM_DAEMON lazy-pages daemon exited $ZDTM_DRC"; return 1; }
+	[ -s "$log" ] || { zdtm_fail "no daemon log at $log (-o is relative to -W)"; return 1; }
+	errs=$(zdtm_lazy_errors "$log")
+	[ -z "$errs" ] || { zdtm_fail "$ZDTM_DAEMON daemon log has errors: $errs"; return 1; }
+	[ "$ZDTM_DAEMON" = ours ] || return 0
+	[ -s "$ZDTM_STATS" ] || { zdtm_fail "no --stats file $ZDTM_STATS"; return 1; }
+	served=$(zdtm_lazy_stats_served "$ZDTM_STATS")
+	[ "$served" -gt 0 ] ||
+		{ zdtm_fail "no page was served lazily (pages_fault + pages_background = $served): an eager restore?"; return 1; }
+}
+
+zdtm_lazy_finish() {
+	zdtm_lazy_wait || return 1
+	zdtm_lazy_check
+}
+
+# zdtm_show_totals DIR: "present P parent Q" summed over the tasks of `lazy-uffd show DIR`,
+# after checking its first line says how many parents there are (ZDTM_SHOW_PARENTS).
+zdtm_show_totals() {
+	local out
+	out=$("$LAZY_UFFD" show "$1") || { echo "lazy-uffd show $1 failed"; return 1; }
+	if [[ ! $(head -n 1 <<<"$out") =~ ^images\ .*\ parents\ ${ZDTM_SHOW_PARENTS}$ ]]; then
+		echo "lazy-uffd show $1: want $ZDTM_SHOW_PARENTS parents: $(head -n 1 <<<"$out")"
+		return 1
+	fi
+	awk '$1 == "total" { for (i = 2; i < NF; i++) { if ($i == "present") p += $(i + 1);
+		if ($i == "parent") q += $(i + 1) } }
+	     END { printf "present %d parent %d\n", p, q }' <<<"$out"
+}
+
+# zdtm_mkchain FLAGS LEVELS [MKPARENT OPTIONS for b -> a...]
+zdtm_mkchain() {
+	local flags=$1 levels=$2 mk=$LU_BUILD/test/tools/mkparent chain=$ZDTM_DIR/chain
+	shift 2
+	local out want got orig p q
+	[ -x "$mk" ] || { zdtm_fail "$mk is not built ('make $mk')"; return 1; }
+	rm -rf "$chain"
+	mkdir -p "$chain"
+	ZDTM_SHOW_PARENTS=0
+	orig=$(zdtm_show_totals "$ZDTM_DIR/img") || { zdtm_fail "$orig"; return 1; }
+	# b -> a: runs of 16 pages alternate; c -> b: runs of 12, the other phase, so c's
+	# parent runs cover pages that b has and pages that b itself has in a.
+	out=$("$mk" --flags "$flags" --split 16 --phase 0 "$@" "$ZDTM_DIR/img" "$chain/a" "$chain/b" 2>&1) ||
+		{ zdtm_fail "mkparent b -> a failed: $out"; return 1; }
+	ZDTM_IMG=$chain/b
+	if [ "$levels" = 2 ]; then
+		out=$("$mk" --flags "$flags" --split 12 --phase 1 "$chain/b" "$chain/b" "$chain/c" 2>&1) ||
+			{ zdtm_fail "mkparent c -> b failed: $out"; return 1; }
+		ZDTM_IMG=$chain/c
+	fi
+	want=$(sed -n 's/^total: //p' <<<"$out")
+	ZDTM_SHOW_PARENTS=$levels
+	got=$(zdtm_show_totals "$ZDTM_IMG") || { zdtm_fail "$got"; return 1; }
+	[ "$got" = "$want" ] || { zdtm_fail "lazy-uffd show $ZDTM_IMG says '$got', mkparent made '$want'"; return 1; }
+	# Nothing lost: what is present now or in a parent was present in the dump.
+	read -r _ p _ q <<<"$got"
+	[ "$q" -gt 0 ] && [ "present $((p + q)) parent 0" = "$orig" ] ||
+		{ zdtm_fail "chain $ZDTM_IMG: '$got', but the dump had '$orig'"; return 1; }
+}
+
+# zdtm_lazy_cycle DAEMON PROG [ARGS...]: start, dump, lazy restore, stop (no verdict).
+zdtm_lazy_cycle() {
+	local daemon=$1
+	shift
+	zdtm_start "$@" --expect-lazy --settle || return 1
+	zdtm_dump || return 1
+	zdtm_lazy_restore "$daemon" || return 1
+	zdtm_stop
+}
+
+# zdtm_run_lazy DAEMON PROG [ARGS...]: a lazy cycle that must PASS, and a clean daemon exit.
+zdtm_run_lazy() {
+	zdtm_lazy_cycle "$@" || return 1
+	zdtm_expect_pass || return 1
+	zdtm_lazy_finish
+}
+
 zdtm_teardown() {
 	local comm=${ZDTM_PROG##*/}
+	# A restore that failed half way may have left its pidfile and a running tree.
+	if [ -z "${ZDTM_RPID:-}" ] && [ -n "${ZDTM_DIR:-}" ]; then
+		ZDTM_RPID=$(cat "${ZDTM_RWORK:-$ZDTM_IMG}/restored.pid" 2>/dev/null) || ZDTM_RPID=
+	fi
 	zdtm_kill "${ZDTM_RPID:-}" "$comm"
 	zdtm_kill "${ZDTM_PID:-}" "$comm"
 	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
+	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
 	# Big images go now rather than at the end of the run.
+	[ -n "${ZDTM_DIR:-}" ] && rm -rf "$ZDTM_DIR/img" "$ZDTM_DIR/chain" "$ZDTM_WORK"
 	[ -n "${ZDTM_IMG:-}" ] && rm -rf "$ZDTM_IMG"
 	return 0
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # zdtm-style tests: each program sets up its state, is dumped and restored by the criu
 # in use (CRIU_SERIES), then checks itself and writes PASS or FAIL (lib/zdtmtst.h).
-# Plain eager restore for now; lazy modes come with the daemon.
+# Eager restores here; lazy.bats and lazy-scenarios.bats restore lazily.
 
 load ../lib
 load zdtm

@@ -1,0 +1,154 @@
+#!/usr/bin/env bats
+# Lazy restores of the zdtm programs of zdtm.bats: each one with our daemon
+# (`lazy-uffd daemon`) and with CRIU's own `criu lazy-pages` on the same images, so the
+# tests are proven against CRIU's daemon too. A run passes when the program writes
+# PASS, the daemon exits 0 within ZDTM_LAZY_TIMEOUT with no Error in its log and, for
+# our daemon, its --stats show pages served lazily (zdtm.bash: zdtm_run_lazy).
+
+load ../lib
+load zdtm
+
+setup() {
+	lu_require_root || return
+	lu_require_criu || return
+	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
+	zdtm_setup
+}
+
+teardown() {
+	zdtm_teardown
+}
+
+@test "zdtm lazy ours: anon 4K" {
+	zdtm_run_lazy ours anon --size 4K
+}
+
+@test "zdtm lazy criu: anon 4K" {
+	zdtm_run_lazy criu anon --size 4K
+}
+
+@test "zdtm lazy ours: anon 2M+4K (not THP aligned)" {
+	zdtm_run_lazy ours anon --size 2M+4K
+}
+
+@test "zdtm lazy criu: anon 2M+4K (not THP aligned)" {
+	zdtm_run_lazy criu anon --size 2M+4K
+}
+
+@test "zdtm lazy ours: anon 64M" {
+	zdtm_run_lazy ours anon --size 64M
+}
+
+@test "zdtm lazy criu: anon 64M" {
+	zdtm_run_lazy criu anon --size 64M
+}
+
+@test "zdtm lazy ours: anon 1G" {
+	zdtm_run_lazy ours anon --size 1G
+}
+
+@test "zdtm lazy criu: anon 1G" {
+	zdtm_run_lazy criu anon --size 1G
+}
+
+@test "zdtm lazy ours: sparse" {
+	zdtm_run_lazy ours sparse
+}
+
+@test "zdtm lazy criu: sparse" {
+	zdtm_run_lazy criu sparse
+}
+
+@test "zdtm lazy ours: zeropages" {
+	zdtm_run_lazy ours zeropages
+}
+
+@test "zdtm lazy criu: zeropages" {
+	zdtm_run_lazy criu zeropages
+}
+
+@test "zdtm lazy ours: tree" {
+	zdtm_run_lazy ours tree
+}
+
+@test "zdtm lazy criu: tree" {
+	zdtm_run_lazy criu tree
+}
+
+@test "zdtm lazy ours: threads" {
+	zdtm_run_lazy ours threads
+}
+
+@test "zdtm lazy criu: threads" {
+	zdtm_run_lazy criu threads
+}
+
+# --- the harness can fail ------------------------------------------------------
+
+@test "zdtm lazy selftest: a bad page after a lazy restore is a FAIL" {
+	zdtm_lazy_cycle ours anon --size 64K --selftest-corrupt flip:5
+	zdtm_expect_fail '^FAIL: anon: page 5 at 0x[0-9a-f]+: first bad offset 123 '
+	zdtm_lazy_finish
+}
+
+@test "zdtm lazy selftest: a restore that served nothing lazily fails (our daemon)" {
+	# Every present page moved to a parent image as PE_PARENT: criu restore fills all of
+	# it itself, the daemon runs and exits 0, and the run is eager in all but name.
+	zdtm_start anon --size 1M --expect-lazy --settle
+	zdtm_dump
+	zdtm_mkchain parent 1 --all
+	zdtm_lazy_restore ours
+	zdtm_stop
+	zdtm_expect_pass
+	run zdtm_lazy_finish
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: no page was served lazily (pages_fault + pages_background = 0): an eager restore?" ]]
+}
+
+@test "zdtm lazy selftest: --expect-lazy fails a probe of memory that is all present" {
+	# An eager restore: every page is there before the program looks.
+	zdtm_cycle anon --size 1M --check-order seq --expect-lazy
+	zdtm_expect_fail '^FAIL: anon: all 256 pages were present before the test touched them \(--expect-lazy\)'
+}
+
+@test "zdtm lazy selftest: a daemon that exits before its ready byte fails the run" {
+	mkdir -p "$ZDTM_DIR/empty"
+	ZDTM_IMG=$ZDTM_DIR/empty
+	run zdtm_lazy_restore ours
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: ours lazy-pages daemon exited (1) before it was ready" ]]
+}
+
+@test "zdtm lazy selftest: an Error line in the daemon log fails the run" {
+	zdtm_run_lazy criu anon --size 64K
+	echo "(00.000001) Error (criu/uffd.c:1): made up for this test" >>"$ZDTM_WORK/lazy.log"
+	run zdtm_lazy_check
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: criu daemon log has errors: (00.000001) Error (criu/uffd.c:1): made up for this test" ]]
+}
+
+@test "zdtm lazy selftest: a daemon that does not exit fails the run, and is killed" {
+	# A restore without --lazy-pages never connects: the daemon waits for ever.
+	ZDTM_LAZY_TIMEOUT=1
+	zdtm_start anon --size 64K
+	zdtm_dump
+	zdtm_lazy_start_daemon ours
+	local dpid=$ZDTM_DPID
+	ZDTM_RWORK=$ZDTM_WORK
+	zdtm_restore -W "$ZDTM_WORK"
+	zdtm_stop
+	zdtm_expect_pass
+	run zdtm_lazy_finish
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: ours lazy-pages daemon (pid $dpid) still runs 1s later" ]]
+	zdtm_teardown
+	for ((i = 0; i < 100; i++)); do
+		zdtm_alive "$dpid" || break
+		sleep 0.05
+	done
+	! zdtm_alive "$dpid"
+}
