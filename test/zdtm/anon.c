@@ -5,9 +5,10 @@
  * the VMA in `lazy-uffd show`. The mapping sits between PROT_NONE guard pages, so it
  * is exactly one VMA of exactly --size bytes.
  *
- * --check-order seq|random: after SIGTERM, first touch every page once, in address
- * order or in a shuffled order (one read of word 0 each, checked), before the full
- * byte check. On a lazy restore these first touches are the faults the daemon serves
+ * --check-order seq|random|write: after SIGTERM, first touch every page once, in
+ * address order or in a shuffled order (one read of word 0 each, checked), or in a
+ * shuffled order with a write (byte 0 gets the value the pattern has there, without
+ * reading it first: a write fault), before the full byte check. On a lazy restore these first touches are the faults the daemon serves
  * while its background copy runs; the region is probed with mincore first.
  *
  * --thp: the region starts on a 2 MiB boundary and has MADV_HUGEPAGE (THP-eligible);
@@ -16,6 +17,11 @@
  *
  * --exit-at-once: after SIGTERM, probe the region (mincore, no touch), write the
  * outfile and exit: the process is gone long before a lazy daemon has copied it all.
+ *
+ * --exec-after: after SIGTERM, probe the region, check its first eighth, then execv()
+ * this program again (with --exec-stage2, same pidfile and outfile): the restored mm
+ * goes away under the daemon while the process lives on. The second stage checks it
+ * is still pid 1 and writes the outfile.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +29,7 @@
 
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "zdtmtst.h"
 
@@ -40,12 +47,12 @@ static uint64_t rnd(void)
 }
 
 /* Touch every page once in ORDER; word 0 must already be right on the first read. */
-static void first_touch(const char *mem, size_t size, const char *order)
+static void first_touch(char *mem, size_t size, const char *order)
 {
 	size_t n = size / ZT_PAGE_SIZE, i, bad = 0;
 	uint32_t *perm = NULL;
 
-	if (!strcmp(order, "random")) {
+	if (strcmp(order, "seq")) {
 		perm = malloc(n * sizeof(*perm));
 		if (!perm) {
 			zt_fail("anon: no memory for a %zu-page shuffle", n);
@@ -63,7 +70,14 @@ static void first_touch(const char *mem, size_t size, const char *order)
 	}
 	for (i = 0; i < n; i++) {
 		size_t page = perm ? perm[i] : i;
-		uint64_t w = *(const volatile uint64_t *)(mem + page * ZT_PAGE_SIZE);
+		uint64_t w;
+
+		if (!strcmp(order, "write")) {
+			*(volatile char *)(mem + page * ZT_PAGE_SIZE) =
+				(char)(zt_pattern_word(ANON_SEED, page, 0) & 0xff);
+			continue;
+		}
+		w = *(const volatile uint64_t *)(mem + page * ZT_PAGE_SIZE);
 
 		if (w != zt_pattern_word(ANON_SEED, page, 0) && !bad++)
 			zt_fail("anon: first %s touch #%zu, page %zu: word 0 is 0x%llx, expected 0x%llx",
@@ -102,6 +116,15 @@ static int smaps_field(const void *start, const char *field, char *out, size_t o
 	return ret;
 }
 
+/* Run this program again as the second stage of --exec-after (returns on failure). */
+static void exec_stage2_now(const char *argv0)
+{
+	char *args[] = { (char *)argv0, "--pidfile", (char *)zt_pidfile_path(), "--outfile",
+			 (char *)zt_outfile_path(), "--size", "4K", "--exec-stage2", NULL };
+
+	execv("/proc/self/exe", args);
+}
+
 static void *map_thp(size_t size)
 {
 	char *base = zt_map_guarded(size + HUGE), *p;
@@ -117,15 +140,17 @@ static void *map_thp(size_t size)
 int main(int argc, char **argv)
 {
 	size_t size = 0;
-	bool thp = false, exit_at_once = false;
+	bool thp = false, exit_at_once = false, exec_after = false, exec_stage2 = false;
 	char field[256];
 	const char *mapfile = NULL, *order = NULL;
 	const struct zt_opt opts[] = {
 		{ "size", ZT_OPT_SIZE, &size, true, "bytes of anonymous memory (page multiple)" },
 		{ "mapfile", ZT_OPT_STR, &mapfile, false, "write \"0x<start> <bytes>\" here" },
-		{ "check-order", ZT_OPT_STR, &order, false, "seq|random: first touches before the check" },
+		{ "check-order", ZT_OPT_STR, &order, false, "seq|random|write: first touches before the check" },
 		{ "thp", ZT_OPT_FLAG, &thp, false, "2 MiB aligned and MADV_HUGEPAGE" },
 		{ "exit-at-once", ZT_OPT_FLAG, &exit_at_once, false, "after SIGTERM: probe, PASS, exit" },
+		{ "exec-after", ZT_OPT_FLAG, &exec_after, false, "after SIGTERM: probe, check 1/8, exec" },
+		{ "exec-stage2", ZT_OPT_FLAG, &exec_stage2, false, "(internal) the program --exec-after runs" },
 		{ NULL },
 	};
 	char text[64];
@@ -133,10 +158,15 @@ int main(int argc, char **argv)
 	int ret;
 
 	zt_init(argc, argv, "anon", opts);
+	if (exec_stage2) {
+		if (getpid() != 1)
+			zt_fail("anon --exec-after: pid %d after exec, expected 1", (int)getpid());
+		return zt_finish();
+	}
 	if (!size || size % ZT_PAGE_SIZE)
 		zt_setup_fail("--size %zu is not a positive multiple of %lu", size, ZT_PAGE_SIZE);
-	if (order && strcmp(order, "seq") && strcmp(order, "random"))
-		zt_setup_fail("--check-order %s: seq or random", order);
+	if (order && strcmp(order, "seq") && strcmp(order, "random") && strcmp(order, "write"))
+		zt_setup_fail("--check-order %s: seq, random or write", order);
 	if (size / ZT_PAGE_SIZE > UINT32_MAX)
 		zt_setup_fail("--size %zu: too many pages", size);
 
@@ -166,6 +196,16 @@ int main(int argc, char **argv)
 	zt_wait_term();
 	if (exit_at_once) {
 		zt_lazy_probe("anon", mem, size);
+		return zt_finish();
+	}
+	if (exec_after) {
+		zt_lazy_probe("anon", mem, size);
+		zt_pattern_check("anon before exec", mem, size / 8 / ZT_PAGE_SIZE * ZT_PAGE_SIZE,
+				 ANON_SEED, 0);
+		if (zt_failures())
+			return zt_finish();
+		exec_stage2_now(argv[0]);
+		zt_fail("anon --exec-after: execv /proc/self/exe: %s", strerror(errno));
 		return zt_finish();
 	}
 	if (thp) {

@@ -54,19 +54,31 @@ zdtm_stats_pids() {
 	zdtm_run_lazy criu anon --size 64M --check-order random --ballast $BALLAST
 }
 
+@test "zdtm scenario eager: anon 64M, first touches are writes in random order" {
+	zdtm_run anon --size 64M --check-order write
+}
+
+@test "zdtm scenario ours: anon 64M, first touches are writes in random order" {
+	zdtm_run_lazy ours anon --size 64M --check-order write --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: anon 64M, first touches are writes in random order" {
+	zdtm_run_lazy criu anon --size 64M --check-order write --ballast $BALLAST
+}
+
 # --- fork after restore ---------------------------------------------------------
 
 @test "zdtm scenario eager: fork after restore" {
 	zdtm_run forkcheck
 }
 
-@test "zdtm scenario ours: fork after restore (child and grandchild read lazy pages)" {
+@test "zdtm scenario ours: fork after restore (child and grandchild read lazy pages, layout changes on each side)" {
 	zdtm_run_lazy ours forkcheck --ballast $BALLAST
 	# The daemon followed both forks: the root, the child and the grandchild.
 	[ "$(grep -c '"forked_from": *1' "$ZDTM_STATS")" = 2 ]
 }
 
-@test "zdtm scenario criu: fork after restore (child and grandchild read lazy pages)" {
+@test "zdtm scenario criu: fork after restore (child and grandchild read lazy pages, layout changes on each side)" {
 	zdtm_run_lazy criu forkcheck --ballast $BALLAST
 }
 
@@ -82,6 +94,22 @@ zdtm_stats_pids() {
 
 @test "zdtm scenario eager: mremap after restore" {
 	zdtm_run lazyops --op mremap
+}
+
+@test "zdtm scenario eager: mremap of parts of VMAs after restore" {
+	zdtm_run lazyops --op mremap-part
+}
+
+@test "zdtm scenario eager: stack growth after restore" {
+	zdtm_run lazyops --op stackgrow
+}
+
+@test "zdtm scenario eager: layout changes while other threads fault" {
+	zdtm_run lazyops --op churn
+}
+
+@test "zdtm scenario eager: madvise of part of a VMA after restore" {
+	zdtm_run lazyops --op madvise-split
 }
 
 @test "zdtm scenario eager: mprotect of whole VMAs after restore" {
@@ -116,6 +144,30 @@ zdtm_stats_pids() {
 	zdtm_run_lazy criu lazyops --op mremap --ballast $BALLAST
 }
 
+@test "zdtm scenario ours: mremap of parts of lazy VMAs (middle moved, head moved, shrunk)" {
+	zdtm_run_lazy ours lazyops --op mremap-part --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: mremap of parts of lazy VMAs (middle moved, head moved, shrunk)" {
+	zdtm_run_lazy criu lazyops --op mremap-part --ballast $BALLAST
+}
+
+@test "zdtm scenario ours: stack growth below the dumped stack VMA" {
+	zdtm_run_lazy ours lazyops --op stackgrow --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: stack growth below the dumped stack VMA" {
+	zdtm_run_lazy criu lazyops --op stackgrow --ballast $BALLAST
+}
+
+@test "zdtm scenario ours: mremap, MADV_DONTNEED and munmap while four threads fault" {
+	zdtm_run_lazy ours lazyops --op churn --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: mremap, MADV_DONTNEED and munmap while four threads fault" {
+	zdtm_run_lazy criu lazyops --op churn --ballast $BALLAST
+}
+
 @test "zdtm scenario ours: mprotect PROT_NONE, then PROT_READ, of whole lazy VMAs" {
 	zdtm_run_lazy ours lazyops --op mprotect --ballast $BALLAST
 }
@@ -124,12 +176,16 @@ zdtm_stats_pids() {
 	zdtm_run_lazy criu lazyops --op mprotect --ballast $BALLAST
 }
 
-# mprotect on part of a VMA splits it, and UFFDIO_COPY refuses (ENOENT) a range that
-# crosses the new boundary. CRIU's daemon only knows the VMAs of the images: it retries
-# such a copy for ever (observed with 4.1.1: the same 505-page copy, mcopy_rc -2, in a
-# loop), so there is no CRIU run of this one; the eager run above proves the program.
+# mprotect or madvise on part of a VMA splits it, and UFFDIO_COPY refuses (ENOENT) a
+# range that crosses the new boundary. CRIU's daemon only knows the VMAs of the images:
+# it retries such a copy for ever (observed with 4.1.1: the same 505-page copy,
+# mcopy_rc -2, in a loop), so these have no CRIU run; the eager runs prove the program.
 @test "zdtm scenario ours: mprotect of part of a lazy VMA (splits it)" {
 	zdtm_run_lazy ours lazyops --op mprotect-split --ballast $BALLAST
+}
+
+@test "zdtm scenario ours: MADV_NOHUGEPAGE on part of a lazy VMA (splits it)" {
+	zdtm_run_lazy ours lazyops --op madvise-split --ballast $BALLAST
 }
 
 # --- THP ------------------------------------------------------------------------
@@ -259,6 +315,36 @@ zdtm_chain_run() {
 
 @test "zdtm scenario criu: 1G, exits at once after SIGTERM; the daemon still exits 0" {
 	zdtm_run_lazy criu anon --size 1G --exit-at-once
+}
+
+# --- exec after restore -----------------------------------------------------------
+
+@test "zdtm scenario eager: 1G, execs itself after SIGTERM" {
+	zdtm_run anon --size 1G --exec-after
+}
+
+@test "zdtm scenario ours: 1G, execs itself after SIGTERM; the daemon still exits 0" {
+	zdtm_run_lazy ours anon --size 1G --exec-after
+	grep -q '"exited_early": *true' "$ZDTM_STATS"
+}
+
+@test "zdtm scenario criu: 1G, execs itself after SIGTERM; the daemon still exits 0" {
+	zdtm_run_lazy criu anon --size 1G --exec-after
+}
+
+# --- many tasks -------------------------------------------------------------------
+
+@test "zdtm scenario eager: a root with 40 children" {
+	zdtm_run fanout --children 40
+}
+
+@test "zdtm scenario ours: a root with 40 children" {
+	zdtm_run_lazy ours fanout --children 40
+	[ "$(grep -c '"pid":' "$ZDTM_STATS")" = 41 ]
+}
+
+@test "zdtm scenario criu: a root with 40 children" {
+	zdtm_run_lazy criu fanout --children 40
 }
 
 # --- mostly zero pages ------------------------------------------------------------

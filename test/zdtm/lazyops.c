@@ -13,17 +13,30 @@
  *                  there, the old range is unmapped), grow a region in place into a
  *                  hole left for it, and grow one that cannot grow in place (it moves);
  *                  grown tails read zero
+ *   --op mremap-part  move the middle of a region elsewhere (MREMAP_FIXED; the region
+ *                  is left as two VMAs with a hole), move the first 3 pages of another,
+ *                  and shrink a third to half its size plus 5 pages
+ *   --op stackgrow grow the main thread's stack (a GROWSDOWN VMA registered with the
+ *                  uffd) by --stack bytes (default 2M) below what it was at the dump,
+ *                  every frame holding its own pattern page
+ *   --op churn     layout events while faults are in flight: four threads read their
+ *                  own regions while the main thread moves 64 small regions one by one
+ *                  (mremap), drops a page of each (MADV_DONTNEED), unmaps another, and
+ *                  reads each one back at once
  *   --op mprotect  PROT_NONE on two whole regions, then PROT_READ on the first and
  *                  read it at once; the second stays PROT_NONE until after zt_settle(),
  *                  then is made readable and read
  *   --op mprotect-split  the same on parts of one region (a middle run, and a short
  *                  run near the start), which splits its VMA where the images have one
+ *   --op madvise-split  MADV_NOHUGEPAGE on a middle run of a region: its VMA splits in
+ *                  three, nothing else changes; then read the run at once
  *
  * Every region is --size bytes (default 8M) of pattern memory between guard pages.
  * Run it with --ballast (below the regions, filled first by a lazy daemon) so that the
  * regions are still missing when the operation happens; zt_lazy_probe() records it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -220,6 +233,214 @@ static void mremap_check(int phase)
 	zt_unmapped_check("mremap grown by moving, old range", gm, size);
 }
 
+/* --- mremap-part ------------------------------------------------------------- */
+
+/* pm: its middle moves to pm_to; ph: its first 3 pages move to ph_to; ps: shrinks. */
+static char *pm, *pm_to, *ph, *ph_to, *ps;
+#define SHRUNK	(npages / 2 + 5)
+
+static void mremap_part_setup(void)
+{
+	pm = map_pattern("mremap-part middle", OPS_SEED);
+	ph = map_pattern("mremap-part head", OPS_SEED + 1);
+	ps = map_pattern("mremap-part shrink", OPS_SEED + 2);
+}
+
+static void *move_to_new(const char *what, void *from, size_t len)
+{
+	void *target = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *r;
+
+	if (target == MAP_FAILED) {
+		zt_fail("%s: reserve the target: %s", what, strerror(errno));
+		return NULL;
+	}
+	r = mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	if (r != target) {
+		zt_fail("%s: mremap %p -> %p: %s", what, from, target,
+			r == MAP_FAILED ? strerror(errno) : "moved elsewhere");
+		return NULL;
+	}
+	return r;
+}
+
+static void mremap_part_op(void)
+{
+	void *r;
+
+	zt_lazy_probe("mremap-part middle", pm, size);
+	zt_lazy_probe("mremap-part head", ph, size);
+	zt_lazy_probe("mremap-part shrink", ps, size);
+	pm_to = move_to_new("mremap-part middle", pm + MID_START * P, (MID_END - MID_START) * P);
+	ph_to = move_to_new("mremap-part head", ph, 3 * P);
+	r = mremap(ps, size, SHRUNK * P, 0);
+	if (r != ps)
+		zt_fail("mremap-part shrink %p to %zu pages: %s", (void *)ps, SHRUNK,
+			r == MAP_FAILED ? strerror(errno) : "moved");
+}
+
+static void mremap_part_check(int phase)
+{
+	size_t mid = MID_END - MID_START;
+
+	if (!pm_to || !ph_to)
+		return;
+	if (phase == 1) {
+		/* Next to every new edge first: a copy must not run across one. */
+		pat("mremap-part middle, moved (early)", pm_to - MID_START * P, MID_START, MID_START + 8,
+		    OPS_SEED);
+		pat("mremap-part middle, moved, end (early)", pm_to - MID_START * P, MID_END - 8, MID_END,
+		    OPS_SEED);
+		pat("mremap-part middle, below the hole (early)", pm, MID_START - 8, MID_START, OPS_SEED);
+		pat("mremap-part middle, above the hole (early)", pm, MID_END, MID_END + 8, OPS_SEED);
+		pat("mremap-part head, moved (early)", ph_to, 0, 3, OPS_SEED + 1);
+		pat("mremap-part head, the rest (early)", ph, 3, 11, OPS_SEED + 1);
+		pat("mremap-part shrink, end (early)", ps, SHRUNK - 8, SHRUNK, OPS_SEED + 2);
+		return;
+	}
+	pat("mremap-part middle, below the hole", pm, 0, MID_START, OPS_SEED);
+	zt_unmapped_check("mremap-part middle, the hole", pm + MID_START * P, mid * P);
+	pat("mremap-part middle, above the hole", pm, MID_END, npages, OPS_SEED);
+	pat("mremap-part middle, moved", pm_to - MID_START * P, MID_START, MID_END, OPS_SEED);
+	zt_unmapped_check("mremap-part head, old place", ph, 3 * P);
+	pat("mremap-part head, moved", ph_to, 0, 3, OPS_SEED + 1);
+	pat("mremap-part head, the rest", ph, 3, npages, OPS_SEED + 1);
+	pat("mremap-part shrink, kept", ps, 0, SHRUNK, OPS_SEED + 2);
+	zt_unmapped_check("mremap-part shrink, cut off", ps + SHRUNK * P, (npages - SHRUNK) * P);
+}
+
+/* --- stackgrow --------------------------------------------------------------- */
+
+static size_t stack_bytes = 2 << 20;
+
+/* One pattern page per frame, checked on the way back up. */
+static unsigned int __attribute__((noinline)) stack_grow(size_t depth, size_t max)
+{
+	uint64_t frame[P / sizeof(uint64_t)] __attribute__((aligned(4096)));
+	unsigned int bad = 0;
+
+	zt_pattern_fill(frame, P, OPS_SEED + 7, depth);
+	if (depth + 1 < max)
+		bad = stack_grow(depth + 1, max);
+	if (zt_pattern_check("stackgrow frame", frame, P, OPS_SEED + 7, depth))
+		bad++;
+	return bad;
+}
+
+static void stackgrow_setup(void)
+{
+}
+
+static void stackgrow_op(void)
+{
+	/* Frames are a little more than a page: stay within --stack. */
+	size_t depth = stack_bytes / (2 * P);
+
+	if (stack_grow(0, depth))
+		zt_fail("stackgrow: bad frames in %zu", depth);
+}
+
+static void stackgrow_check(int phase)
+{
+	if (phase == 2)
+		stackgrow_op();
+}
+
+/* --- churn ------------------------------------------------------------------ */
+
+#define CH_THREADS	4
+#define CH_POOL		64
+#define CH_PAGES	16	/* per pool region; page 3 is dropped, page 7 unmapped */
+
+static char *ch_own[CH_THREADS], *ch_pool[CH_POOL], *ch_moved[CH_POOL];
+static pthread_t ch_th[CH_THREADS];
+static pthread_barrier_t ch_barrier;
+
+static void *churn_reader(void *arg)
+{
+	unsigned long t = (unsigned long)arg;
+
+	pthread_barrier_wait(&ch_barrier);
+	zt_pattern_check("churn reader", ch_own[t], size, OPS_SEED + 10 + t, 0);
+	return NULL;
+}
+
+static void churn_setup(void)
+{
+	unsigned long i;
+	int ret;
+
+	for (i = 0; i < CH_THREADS; i++)
+		ch_own[i] = map_pattern("churn reader", OPS_SEED + 10 + i);
+	for (i = 0; i < CH_POOL; i++) {
+		ch_pool[i] = zt_map_guarded(CH_PAGES * P);
+		if (!ch_pool[i])
+			zt_setup_fail("churn pool: mmap: %s", strerror(errno));
+		zt_pattern_fill(ch_pool[i], CH_PAGES * P, OPS_SEED + 100 + i, 0);
+	}
+	ret = pthread_barrier_init(&ch_barrier, NULL, CH_THREADS + 1);
+	if (ret)
+		zt_setup_fail("pthread_barrier_init: %s", strerror(ret));
+	/* The readers wait at the barrier from before the dump on. */
+	for (i = 0; i < CH_THREADS; i++) {
+		ret = pthread_create(&ch_th[i], NULL, churn_reader, (void *)i);
+		if (ret)
+			zt_setup_fail("pthread_create: %s", strerror(ret));
+	}
+}
+
+static void churn_check_pool(const char *when, unsigned long i)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "churn pool %lu %s", i, when);
+	zt_pattern_check(what, ch_moved[i], 3 * P, OPS_SEED + 100 + i, 0);
+	zt_zero_check(what, ch_moved[i] + 3 * P, P);
+	zt_pattern_check(what, ch_moved[i] + 4 * P, 3 * P, OPS_SEED + 100 + i, 4);
+	zt_unmapped_check(what, ch_moved[i] + 7 * P, P);
+	zt_pattern_check(what, ch_moved[i] + 8 * P, (CH_PAGES - 8) * P, OPS_SEED + 100 + i, 8);
+	zt_unmapped_check(what, ch_pool[i], CH_PAGES * P);
+}
+
+static void churn_op(void)
+{
+	unsigned long i;
+
+	for (i = 0; i < CH_THREADS; i++)
+		zt_lazy_probe("churn reader", ch_own[i], size);
+	zt_lazy_probe("churn pool", ch_pool[CH_POOL - 1], CH_PAGES * P);
+	pthread_barrier_wait(&ch_barrier);
+	for (i = 0; i < CH_POOL; i++) {
+		void *target = mmap(NULL, CH_PAGES * P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		void *r = target == MAP_FAILED ? MAP_FAILED :
+			  mremap(ch_pool[i], CH_PAGES * P, CH_PAGES * P, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+
+		if (r == MAP_FAILED || r != target) {
+			zt_fail("churn pool %lu: mremap: %s", i, strerror(errno));
+			break;
+		}
+		ch_moved[i] = r;
+		if (madvise(ch_moved[i] + 3 * P, P, MADV_DONTNEED) || munmap(ch_moved[i] + 7 * P, P)) {
+			zt_fail("churn pool %lu: madvise or munmap: %s", i, strerror(errno));
+			break;
+		}
+		churn_check_pool("(early)", i);
+	}
+	for (i = 0; i < CH_THREADS; i++)
+		pthread_join(ch_th[i], NULL);
+}
+
+static void churn_check(int phase)
+{
+	unsigned long i;
+
+	if (phase != 2)
+		return;
+	for (i = 0; i < CH_THREADS; i++)
+		zt_pattern_check("churn reader (late)", ch_own[i], size, OPS_SEED + 10 + i, 0);
+	for (i = 0; i < CH_POOL && ch_moved[i]; i++)
+		churn_check_pool("(late)", i);
+}
+
 /* --- mprotect --------------------------------------------------------------- */
 
 static char *mw1, *mw2;
@@ -298,6 +519,31 @@ static void mprotect_check(int phase)
 	pat("mprotect-split kept 3", mp, MID_END, npages, OPS_SEED);
 }
 
+/* --- madvise-split ----------------------------------------------------------- */
+
+static char *ms;
+
+static void madvise_split_setup(void)
+{
+	ms = map_pattern("madvise-split", OPS_SEED);
+}
+
+static void madvise_split_op(void)
+{
+	zt_lazy_probe("madvise-split", ms, size);
+	if (madvise(ms + MID_START * P, (MID_END - MID_START) * P, MADV_NOHUGEPAGE))
+		zt_fail("madvise-split: MADV_NOHUGEPAGE: %s", strerror(errno));
+}
+
+static void madvise_split_check(int phase)
+{
+	if (phase == 1) {
+		pat("madvise-split middle (early)", ms, MID_START, MID_END, OPS_SEED);
+		return;
+	}
+	pat("madvise-split", ms, 0, npages, OPS_SEED);
+}
+
 static const struct op {
 	const char *name;
 	void (*setup)(void);
@@ -307,16 +553,21 @@ static const struct op {
 	{ "dontneed", dontneed_setup, dontneed_op, dontneed_check },
 	{ "munmap", munmap_setup, munmap_op, munmap_check },
 	{ "mremap", mremap_setup, mremap_op, mremap_check },
+	{ "mremap-part", mremap_part_setup, mremap_part_op, mremap_part_check },
+	{ "stackgrow", stackgrow_setup, stackgrow_op, stackgrow_check },
+	{ "churn", churn_setup, churn_op, churn_check },
 	{ "mprotect", mprotect_whole_setup, mprotect_whole_op, mprotect_whole_check },
 	{ "mprotect-split", mprotect_setup, mprotect_op, mprotect_check },
+	{ "madvise-split", madvise_split_setup, madvise_split_op, madvise_split_check },
 };
 
 int main(int argc, char **argv)
 {
 	const char *opname = NULL;
 	const struct zt_opt opts[] = {
-		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mprotect|mprotect-split" },
+		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mremap-part|stackgrow|churn|mprotect|mprotect-split|madvise-split" },
 		{ "size", ZT_OPT_SIZE, &size, false, "bytes per region (default 8M, >= 64K)" },
+		{ "stack", ZT_OPT_SIZE, &stack_bytes, false, "stackgrow: bytes of stack (default 2M)" },
 		{ NULL },
 	};
 	const struct op *o = NULL;
@@ -328,7 +579,7 @@ int main(int argc, char **argv)
 		if (!strcmp(opname, ops[i].name))
 			o = &ops[i];
 	if (!o)
-		zt_setup_fail("--op %s: dontneed, munmap, mremap, mprotect or mprotect-split", opname);
+		zt_setup_fail("--op %s: see the comment at the top of lazyops.c", opname);
 	if (size < (64 << 10) || size % (2 * P))
 		zt_setup_fail("--size %zu: need a multiple of 8K of at least 64K", size);
 	npages = size / P;

@@ -432,6 +432,16 @@ void zt_setup_fail(const char *fmt, ...)
 
 /* --- start-up, readiness and SIGTERM ---------------------------------------- */
 
+const char *zt_pidfile_path(void)
+{
+	return zt_pidfile;
+}
+
+const char *zt_outfile_path(void)
+{
+	return zt_outfile;
+}
+
 long zt_host_pid(void)
 {
 	char buf[32], *end;

@@ -176,6 +176,10 @@ uint64_t zt_pattern_word(uint64_t seed, uint64_t page, unsigned int word);
 /* Write "TEXT" to PATH atomically (PATH.tmp + rename). Returns 0 or -errno. */
 int zt_write_file(const char *path, const char *text);
 
+/* The --pidfile and --outfile paths. */
+const char *zt_pidfile_path(void);
+const char *zt_outfile_path(void);
+
 /* Host pid of the calling process (readlink("/proc/self")), or -errno. */
 long zt_host_pid(void);
 
