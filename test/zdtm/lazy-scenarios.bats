@@ -112,6 +112,10 @@ zdtm_stats_pids() {
 	zdtm_run lazyops --op madvise-split
 }
 
+@test "zdtm scenario eager: adjacent VMAs that differ only in protection" {
+	zdtm_run lazyops --op prot-layout
+}
+
 @test "zdtm scenario eager: mprotect of whole VMAs after restore" {
 	zdtm_run lazyops --op mprotect
 }
@@ -166,6 +170,14 @@ zdtm_stats_pids() {
 
 @test "zdtm scenario criu: mremap, MADV_DONTNEED and munmap while four threads fault" {
 	zdtm_run_lazy criu lazyops --op churn --ballast $BALLAST
+}
+
+@test "zdtm scenario ours: adjacent lazy VMAs that differ only in protection (rw, r, none, rwx)" {
+	zdtm_run_lazy ours lazyops --op prot-layout --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: adjacent lazy VMAs that differ only in protection (rw, r, none, rwx)" {
+	zdtm_run_lazy criu lazyops --op prot-layout --ballast $BALLAST
 }
 
 @test "zdtm scenario ours: mprotect PROT_NONE, then PROT_READ, of whole lazy VMAs" {

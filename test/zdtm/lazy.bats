@@ -83,6 +83,52 @@ teardown() {
 	zdtm_run_lazy criu threads
 }
 
+# --- drop-in: how the daemon is started -------------------------------------------
+
+@test "zdtm lazy ours: -D and -W relative to the daemon's cwd" {
+	ZDTM_LAZY_RELATIVE=1 zdtm_run_lazy ours anon --size 16M
+}
+
+@test "zdtm lazy criu: -D and -W relative to the daemon's cwd" {
+	ZDTM_LAZY_RELATIVE=1 zdtm_run_lazy criu anon --size 16M
+}
+
+@test "zdtm lazy ours: a stale lazy-pages.socket in the work dir" {
+	mkdir -p "$ZDTM_WORK"
+	echo stale >"$ZDTM_WORK/lazy-pages.socket"
+	zdtm_run_lazy ours anon --size 16M
+}
+
+@test "zdtm lazy criu: a stale lazy-pages.socket in the work dir" {
+	mkdir -p "$ZDTM_WORK"
+	echo stale >"$ZDTM_WORK/lazy-pages.socket"
+	zdtm_run_lazy criu anon --size 16M
+}
+
+# zdtm_run_detached DAEMON PROG [ARGS...]: a lazy restore with --daemon --pidfile.
+zdtm_run_detached() {
+	local daemon=$1
+	shift
+	zdtm_start "$@" || return 1
+	zdtm_dump || return 1
+	zdtm_lazy_start_detached "$daemon" || return 1
+	ZDTM_RWORK=$ZDTM_WORK
+	zdtm_restore -W "$ZDTM_WORK" --lazy-pages || return 1
+	zdtm_stop || return 1
+	zdtm_expect_pass || return 1
+	zdtm_lazy_wait_detached
+}
+
+@test "zdtm lazy ours: --daemon --pidfile" {
+	zdtm_run_detached ours anon --size 64M
+	served=$(zdtm_lazy_stats_served "$ZDTM_STATS")
+	[ "$served" -gt 0 ]
+}
+
+@test "zdtm lazy criu: --daemon --pidfile" {
+	zdtm_run_detached criu anon --size 64M
+}
+
 # --- the harness can fail ------------------------------------------------------
 
 @test "zdtm lazy selftest: a bad page after a lazy restore is a FAIL" {

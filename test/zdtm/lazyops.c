@@ -23,6 +23,10 @@
  *                  own regions while the main thread moves 64 small regions one by one
  *                  (mremap), drops a page of each (MADV_DONTNEED), unmaps another, and
  *                  reads each one back at once
+ *   --op prot-layout  no change after the restore: one region was cut before the dump
+ *                  into adjacent VMAs that differ only in protection (rw, r, none, rwx,
+ *                  rw), all holding pattern data, so pagemap entries and daemon copies
+ *                  meet VMA edges; the PROT_NONE part is made readable after SIGTERM
  *   --op mprotect  PROT_NONE on two whole regions, then PROT_READ on the first and
  *                  read it at once; the second stays PROT_NONE until after zt_settle(),
  *                  then is made readable and read
@@ -519,6 +523,50 @@ static void mprotect_check(int phase)
 	pat("mprotect-split kept 3", mp, MID_END, npages, OPS_SEED);
 }
 
+/* --- prot-layout ------------------------------------------------------------- */
+
+static char *pl;
+/* Edges at odd offsets, not chunk aligned; the last one is the end of the region. */
+#define PL_EDGE(k)	((k) == 5 ? npages : (k) * npages / 5 + (k))
+
+static void prot_layout_setup(void)
+{
+	static const int prot[5] = { PROT_READ | PROT_WRITE, PROT_READ, PROT_NONE,
+				     PROT_READ | PROT_WRITE | PROT_EXEC, PROT_READ | PROT_WRITE };
+	int k;
+
+	pl = map_pattern("prot-layout", OPS_SEED);
+	for (k = 0; k < 5; k++)
+		if (mprotect(pl + PL_EDGE(k) * P, (PL_EDGE(k + 1) - PL_EDGE(k)) * P, prot[k]))
+			zt_setup_fail("prot-layout: mprotect part %d: %s", k, strerror(errno));
+}
+
+static void prot_layout_op(void)
+{
+	zt_lazy_probe("prot-layout", pl, size);
+}
+
+static void prot_layout_check(int phase)
+{
+	int k;
+
+	if (phase == 1) {
+		/* Right below and above every edge first. */
+		for (k = 1; k < 5; k++) {
+			if (k == 2 || k == 3)
+				continue;	/* next to the PROT_NONE part: phase 2 */
+			pat("prot-layout below an edge (early)", pl, PL_EDGE(k) - 4, PL_EDGE(k), OPS_SEED);
+			pat("prot-layout above an edge (early)", pl, PL_EDGE(k), PL_EDGE(k) + 4, OPS_SEED);
+		}
+		return;
+	}
+	if (mprotect(pl + PL_EDGE(2) * P, (PL_EDGE(3) - PL_EDGE(2)) * P, PROT_READ)) {
+		zt_fail("prot-layout: mprotect PROT_READ: %s", strerror(errno));
+		return;
+	}
+	pat("prot-layout", pl, 0, npages, OPS_SEED);
+}
+
 /* --- madvise-split ----------------------------------------------------------- */
 
 static char *ms;
@@ -559,13 +607,14 @@ static const struct op {
 	{ "mprotect", mprotect_whole_setup, mprotect_whole_op, mprotect_whole_check },
 	{ "mprotect-split", mprotect_setup, mprotect_op, mprotect_check },
 	{ "madvise-split", madvise_split_setup, madvise_split_op, madvise_split_check },
+	{ "prot-layout", prot_layout_setup, prot_layout_op, prot_layout_check },
 };
 
 int main(int argc, char **argv)
 {
 	const char *opname = NULL;
 	const struct zt_opt opts[] = {
-		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mremap-part|stackgrow|churn|mprotect|mprotect-split|madvise-split" },
+		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mremap-part|stackgrow|churn|mprotect|mprotect-split|madvise-split|prot-layout" },
 		{ "size", ZT_OPT_SIZE, &size, false, "bytes per region (default 8M, >= 64K)" },
 		{ "stack", ZT_OPT_SIZE, &stack_bytes, false, "stackgrow: bytes of stack (default 2M)" },
 		{ NULL },

@@ -13,7 +13,8 @@
 #
 # Lazy restores (DAEMON is `ours`, build/lazy-uffd daemon, or `criu`, criu lazy-pages):
 #   zdtm_lazy_restore DAEMON [CRIU ARGS...]
-#                               start the daemon on ZDTM_IMG with work dir ZDTM_WORK,
+#                               start the daemon on ZDTM_IMG with work dir ZDTM_WORK
+#                               (given relative to ZDTM_DIR with ZDTM_LAZY_RELATIVE=1),
 #                               wait for its ready byte (--status-fd over a fifo), then
 #                               criu restore --lazy-pages with the same -W
 #   zdtm_lazy_wait              wait for the daemon to exit; sets ZDTM_DRC
@@ -63,6 +64,7 @@ zdtm_setup() {
 	ZDTM_STATS=$ZDTM_DIR/stats.json
 	ZDTM_DAEMON=
 	ZDTM_DPID=
+	ZDTM_DDPID=
 	ZDTM_DRC=
 	# Nothing from an earlier cycle in the same test may be taken for this one's.
 	rm -rf "$ZDTM_PIDFILE" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_ERR" "$ZDTM_IMG" "$ZDTM_WORK" \
@@ -261,14 +263,21 @@ zdtm_lazy_start_daemon() {
 	mkfifo "$fifo" || { zdtm_fail "mkfifo $fifo"; return 1; }
 	# Read-write, so this open never blocks; the bounded reads below stop on time-out.
 	exec {fd}<>"$fifo"
+	# With ZDTM_LAZY_RELATIVE=1 the daemon gets -D and -W relative to its cwd, ZDTM_DIR.
+	local dir=$ZDTM_IMG work=$ZDTM_WORK cwd=$PWD
+	if [ "${ZDTM_LAZY_RELATIVE:-0}" = 1 ]; then
+		cwd=$ZDTM_DIR
+		dir=$(realpath --relative-to="$cwd" "$ZDTM_IMG")
+		work=$(realpath --relative-to="$cwd" "$ZDTM_WORK")
+	fi
 	case $daemon in
 	ours)
 		[ -x "$LAZY_UFFD" ] || { exec {fd}<&-; zdtm_fail "$LAZY_UFFD is not built"; return 1; }
-		"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --status-fd 9 \
-			--stats "$ZDTM_STATS" 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
+		(cd "$cwd" && exec "$LAZY_UFFD" daemon -D "$dir" -W "$work" -o lazy.log -v4 --status-fd 9 \
+			--stats "$ZDTM_STATS") 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
 		;;
 	criu)
-		"$CRIU" lazy-pages -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --status-fd 9 \
+		(cd "$cwd" && exec "$CRIU" lazy-pages -D "$dir" -W "$work" -o lazy.log -v4 --status-fd 9) \
 			9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
 		;;
 	*)
@@ -298,6 +307,48 @@ zdtm_lazy_start_daemon() {
 	fi
 	[ -S "$ZDTM_WORK/lazy-pages.socket" ] ||
 		{ zdtm_fail "ready byte came, but there is no $ZDTM_WORK/lazy-pages.socket"; return 1; }
+}
+
+# zdtm_lazy_start_detached DAEMON: start it with --daemon --pidfile lazy.pid: the command
+# must exit 0 once the socket listens, and the pidfile (relative to -W, decimal, no
+# newline) must name the running daemon, which is not our child (ZDTM_DDPID).
+zdtm_lazy_start_detached() {
+	local daemon=$1 rc=0 pid
+	ZDTM_DAEMON=$daemon
+	mkdir -p "$ZDTM_WORK"
+	case $daemon in
+	ours)
+		"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --daemon \
+			--pidfile lazy.pid --stats "$ZDTM_STATS" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- ||
+			rc=$?
+		;;
+	criu)
+		"$CRIU" lazy-pages -D "$ZDTM_IMG" -W "$ZDTM_WORK" -o lazy.log -v4 --daemon \
+			--pidfile lazy.pid </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- || rc=$?
+		;;
+	esac
+	[ "$rc" = 0 ] || { zdtm_fail "$daemon lazy-pages --daemon exited $rc"; return 1; }
+	[ -S "$ZDTM_WORK/lazy-pages.socket" ] ||
+		{ zdtm_fail "$daemon lazy-pages --daemon returned before $ZDTM_WORK/lazy-pages.socket existed"; return 1; }
+	pid=$(cat "$ZDTM_WORK/lazy.pid" 2>/dev/null)
+	[[ $pid =~ ^[0-9]+$ ]] ||
+		{ zdtm_fail "pidfile $ZDTM_WORK/lazy.pid: '$pid' is not a decimal pid without a newline"; return 1; }
+	ZDTM_DDPID=$pid
+	zdtm_alive "$ZDTM_DDPID" || { zdtm_fail "daemon $ZDTM_DDPID from the pidfile is not running"; return 1; }
+}
+
+# zdtm_lazy_wait_detached: wait (bounded) for the detached daemon to go; no exit status
+# can be had, so its log must say nothing went wrong.
+zdtm_lazy_wait_detached() {
+	local i errs
+	for ((i = 0; i < ZDTM_LAZY_TIMEOUT * 20; i++)); do
+		zdtm_alive "$ZDTM_DDPID" || break
+		sleep 0.05
+	done
+	zdtm_alive "$ZDTM_DDPID" &&
+		{ zdtm_fail "detached daemon $ZDTM_DDPID still runs ${ZDTM_LAZY_TIMEOUT}s later"; return 1; }
+	errs=$(zdtm_lazy_errors "$ZDTM_WORK/lazy.log")
+	[ -z "$errs" ] || { zdtm_fail "$ZDTM_DAEMON daemon log has errors: $errs"; return 1; }
 }
 
 # zdtm_lazy_restore DAEMON [CRIU ARGS...]
@@ -428,6 +479,7 @@ zdtm_teardown() {
 	zdtm_kill "${ZDTM_PID:-}" "$comm"
 	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
 	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
+	[ -n "${ZDTM_DDPID:-}" ] && zdtm_kill "$ZDTM_DDPID" "$(zdtm_daemon_comm)"
 	# Big images go now rather than at the end of the run.
 	[ -n "${ZDTM_DIR:-}" ] && rm -rf "$ZDTM_DIR/img" "$ZDTM_DIR/chain" "$ZDTM_WORK"
 	[ -n "${ZDTM_IMG:-}" ] && rm -rf "$ZDTM_IMG"
