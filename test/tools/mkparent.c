@@ -3,7 +3,8 @@
  * mkparent: make an incremental (parent-linked) image directory out of a real dump, for
  * tests on a kernel without soft-dirty tracking, where `criu pre-dump` cannot run.
  *
- *   mkparent [--flags parent|lazy-parent] [--split N] [--phase 0|1] [--all] [--lazy-only] D P C
+ *   mkparent [--flags parent|lazy-parent] [--split N] [--phase 0|1] [--all] [--lazy-only]
+ *            [--renumber-parent K] D P C
  *
  * D is a dump directory. P becomes a copy of D (unless P is D itself, which is then
  * used as it is). C is created: a `parent` symlink to P, a copy of every image of D
@@ -19,6 +20,9 @@
  *                        (default 16); run k goes to the parent when k % 2 == --phase
  *   --all                every page goes to the parent (instead of --split runs)
  *   --lazy-only          only pages of PE_LAZY entries move to the parent
+ *   --renumber-parent K  in the copy P, add K to the pages_id of every task pagemap
+ *                        and rename its pages file to match: a reader must take a
+ *                        parent's pages file from the parent's own pagemap head
  *
  * Entries that are not PE_PRESENT (already in a parent, say) are kept as they are, so
  * running mkparent on its own output makes a deeper chain: C -> B -> A. C's pages files
@@ -58,6 +62,7 @@
 
 static unsigned int opt_split = 16, opt_phase;
 static bool opt_lazy_parent, opt_lazy_only, opt_all;
+static unsigned int opt_renumber;
 
 static unsigned long long total_present, total_parent;
 
@@ -77,7 +82,8 @@ static void die(const char *fmt, ...)
 
 static void usage(FILE *f, int status)
 {
-	fprintf(f, "usage: mkparent [--flags parent|lazy-parent] [--split N] [--phase 0|1] [--all] [--lazy-only] D P C\n"
+	fprintf(f, "usage: mkparent [--flags parent|lazy-parent] [--split N] [--phase 0|1] [--all] [--lazy-only]\n"
+		   "                [--renumber-parent K] D P C\n"
 		   "Make C, an image directory whose parent is P (a copy of the dump D), with some\n"
 		   "present pages moved to the parent. See the comment at the top of mkparent.c.\n");
 	exit(status);
@@ -419,6 +425,62 @@ static void rewrite_pagemap(const char *src_dir, const char *dst_dir, const char
 	free(dst_pages);
 }
 
+/* Give the task pagemap NAME in DIR pages_id + K, and rename its pages file to match. */
+static void renumber_pagemap(const char *dir, const char *name, unsigned int k)
+{
+	char *path = path_join(dir, name), *tmp, *from, *to, pname[64];
+	unsigned char hb[64];
+	const unsigned char *rec;
+	PagemapHead *head;
+	struct out o;
+	struct img im;
+	size_t len, hl;
+	uint32_t old;
+
+	img_load(&im, path);
+	if (img_u32(&im) != IMG_COMMON_MAGIC || img_u32(&im) != PAGEMAP_MAGIC)
+		die("%s: not a pagemap image (magic)", path);
+	rec = img_record(&im, &len);
+	head = rec ? pagemap_head__unpack(NULL, len, rec) : NULL;
+	if (!head || !head->has_pages_id)
+		die("%s: bad pagemap_head", path);
+	old = head->pages_id;
+	head->pages_id = old + k;
+
+	if (asprintf(&tmp, "%s.tmp", path) < 0)
+		die("out of memory");
+	o.path = tmp;
+	o.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (o.fd < 0)
+		die("create %s: %s", tmp, strerror(errno));
+	out_u32(&o, IMG_COMMON_MAGIC);
+	out_u32(&o, PAGEMAP_MAGIC);
+	hl = pagemap_head__get_packed_size(head);
+	if (hl > sizeof(hb))
+		die("%s: pagemap_head too big", path);
+	pagemap_head__pack(head, hb);
+	out_u32(&o, (uint32_t)hl);
+	write_all(o.fd, hb, hl, tmp);
+	write_all(o.fd, im.buf + im.off, im.len - im.off, tmp);	/* the entries, unchanged */
+	if (close(o.fd) || rename(tmp, path))
+		die("write %s: %s", path, strerror(errno));
+
+	snprintf(pname, sizeof(pname), "pages-%u.img", old);
+	from = path_join(dir, pname);
+	snprintf(pname, sizeof(pname), "pages-%u.img", old + k);
+	to = path_join(dir, pname);
+	if (!access(to, F_OK))
+		die("%s: %s exists already", dir, pname);
+	if (rename(from, to))
+		die("rename %s: %s", from, strerror(errno));
+	pagemap_head__free_unpacked(head, NULL);
+	free(im.buf);
+	free(path);
+	free(tmp);
+	free(from);
+	free(to);
+}
+
 /* --- main ------------------------------------------------------------------- */
 
 static char skip_names[MAX_PAGEMAPS * 2 + 1][NAME_MAX + 1];
@@ -471,6 +533,7 @@ int main(int argc, char **argv)
 		{ "phase", required_argument, NULL, 'p' },
 		{ "lazy-only", no_argument, NULL, 'l' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "renumber-parent", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -508,6 +571,12 @@ int main(int argc, char **argv)
 		case 'a':
 			opt_all = true;
 			break;
+		case 'r':
+			errno = 0;
+			opt_renumber = (unsigned int)strtoul(optarg, &end, 0);
+			if (errno || *end || !opt_renumber || opt_renumber > 1000000)
+				usage(stderr, 2);
+			break;
 		case 'h':
 			usage(stdout, 0);
 			break;
@@ -525,6 +594,17 @@ int main(int argc, char **argv)
 		if (mkdir(p, 0755))
 			die("mkdir %s: %s", p, strerror(errno));
 		copy_dir(d, p, NULL);
+		if (opt_renumber) {
+			dir = opendir(p);
+			if (!dir)
+				die("opendir %s: %s", p, strerror(errno));
+			while ((de = readdir(dir)))
+				if (is_task_pagemap(de->d_name))
+					renumber_pagemap(p, de->d_name, opt_renumber);
+			closedir(dir);
+		}
+	} else if (opt_renumber) {
+		die("--renumber-parent needs P to be a copy, not D itself");
 	}
 	if (mkdir(c, 0755))
 		die("mkdir %s: %s", c, strerror(errno));

@@ -433,8 +433,11 @@ zdtm_mkchain() {
 	ZDTM_SHOW_PARENTS=0
 	orig=$(zdtm_show_totals "$ZDTM_DIR/img") || { zdtm_fail "$orig"; return 1; }
 	# b -> a: runs of 16 pages alternate; c -> b: runs of 12, the other phase, so c's
-	# parent runs cover pages that b has and pages that b itself has in a.
-	out=$("$mk" --flags "$flags" --split 16 --phase 0 "$@" "$ZDTM_DIR/img" "$chain/a" "$chain/b" 2>&1) ||
+	# parent runs cover pages that b has and pages that b itself has in a. a's pages
+	# files get other ids than b's (pages-1001.img for pages-1.img): the parent's own
+	# pagemap head says which file to read.
+	out=$("$mk" --flags "$flags" --split 16 --phase 0 --renumber-parent 1000 "$@" \
+		"$ZDTM_DIR/img" "$chain/a" "$chain/b" 2>&1) ||
 		{ zdtm_fail "mkparent b -> a failed: $out"; return 1; }
 	ZDTM_IMG=$chain/b
 	if [ "$levels" = 2 ]; then
