@@ -100,6 +100,10 @@ zdtm_stats_pids() {
 	zdtm_run lazyops --op mremap-part
 }
 
+@test "zdtm scenario eager: mremap MREMAP_DONTUNMAP after restore" {
+	zdtm_run lazyops --op mremap-dontunmap
+}
+
 @test "zdtm scenario eager: stack growth after restore" {
 	zdtm_run lazyops --op stackgrow
 }
@@ -132,11 +136,11 @@ zdtm_stats_pids() {
 	zdtm_run_lazy criu lazyops --op dontneed --ballast $BALLAST
 }
 
-@test "zdtm scenario ours: munmap of lazy ranges" {
+@test "zdtm scenario ours: munmap of lazy ranges, and MAP_FIXED over one" {
 	zdtm_run_lazy ours lazyops --op munmap --ballast $BALLAST
 }
 
-@test "zdtm scenario criu: munmap of lazy ranges" {
+@test "zdtm scenario criu: munmap of lazy ranges, and MAP_FIXED over one" {
 	zdtm_run_lazy criu lazyops --op munmap --ballast $BALLAST
 }
 
@@ -154,6 +158,14 @@ zdtm_stats_pids() {
 
 @test "zdtm scenario criu: mremap of parts of lazy VMAs (middle moved, head moved, shrunk)" {
 	zdtm_run_lazy criu lazyops --op mremap-part --ballast $BALLAST
+}
+
+@test "zdtm scenario ours: mremap MREMAP_DONTUNMAP of a lazy VMA (old range reads zero)" {
+	zdtm_run_lazy ours lazyops --op mremap-dontunmap --ballast $BALLAST
+}
+
+@test "zdtm scenario criu: mremap MREMAP_DONTUNMAP of a lazy VMA (old range reads zero)" {
+	zdtm_run_lazy criu lazyops --op mremap-dontunmap --ballast $BALLAST
 }
 
 @test "zdtm scenario ours: stack growth below the dumped stack VMA" {

@@ -8,11 +8,14 @@
  *                  those read zero, the rest keeps its pattern
  *   --op munmap    unmap the first page and a middle run (they stay unmapped: mincore),
  *                  unmap the last 3 pages and map fresh memory there with a second
- *                  pattern (it keeps that pattern)
+ *                  pattern, and map fresh memory with MAP_FIXED straight over another
+ *                  run (both keep the second pattern)
  *   --op mremap    move a region to a new address (MREMAP_FIXED; the data is intact
  *                  there, the old range is unmapped), grow a region in place into a
  *                  hole left for it, and grow one that cannot grow in place (it moves);
  *                  grown tails read zero
+ *   --op mremap-dontunmap  move a region with MREMAP_DONTUNMAP: the data is at the new
+ *                  address, the old range stays mapped (and registered) and reads zero
  *   --op mremap-part  move the middle of a region elsewhere (MREMAP_FIXED; the region
  *                  is left as two VMAs with a hole), move the first 3 pages of another,
  *                  and shrink a third to half its size plus 5 pages
@@ -117,6 +120,11 @@ static void munmap_setup(void)
 	um = map_pattern("munmap", OPS_SEED);
 }
 
+/* A run replaced with MAP_FIXED. */
+#define REPL_START	(npages * 3 / 4 + 1)
+#define REPL_END	(npages * 3 / 4 + 10)
+static bool replaced;
+
 static void munmap_op(void)
 {
 	char *fresh;
@@ -137,6 +145,16 @@ static void munmap_op(void)
 		return;
 	}
 	zt_pattern_fill(fresh, 3 * P, OPS_SEED2, 0);
+
+	/* Over a lazy run without unmapping it first. */
+	fresh = mmap(um + REPL_START * P, (REPL_END - REPL_START) * P, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (fresh != um + REPL_START * P) {
+		zt_fail("munmap: MAP_FIXED over %p: %s", (void *)(um + REPL_START * P), strerror(errno));
+		return;
+	}
+	zt_pattern_fill(fresh, (REPL_END - REPL_START) * P, OPS_SEED2, 100);
+	replaced = true;
 }
 
 static void munmap_check(int phase)
@@ -150,7 +168,11 @@ static void munmap_check(int phase)
 	zt_unmapped_check("munmap first page", um, P);
 	pat("munmap kept 1", um, 1, MID_START, OPS_SEED);
 	zt_unmapped_check("munmap middle", um + MID_START * P, (MID_END - MID_START) * P);
-	pat("munmap kept 2", um, MID_END, npages - 3, OPS_SEED);
+	pat("munmap kept 2", um, MID_END, REPL_START, OPS_SEED);
+	if (replaced)
+		zt_pattern_check("munmap MAP_FIXED run", um + REPL_START * P, (REPL_END - REPL_START) * P,
+				 OPS_SEED2, 100);
+	pat("munmap kept 3", um, REPL_END, npages - 3, OPS_SEED);
 	zt_pattern_check("munmap fresh tail", um + (npages - 3) * P, 3 * P, OPS_SEED2, 0);
 }
 
@@ -235,6 +257,45 @@ static void mremap_check(int phase)
 	pat("mremap grown by moving", gm_to, 0, npages, OPS_SEED + 2);
 	zt_zero_check("mremap grown by moving, tail", gm_to + size, gp * P);
 	zt_unmapped_check("mremap grown by moving, old range", gm, size);
+}
+
+/* --- mremap-dontunmap --------------------------------------------------------- */
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP	4
+#endif
+
+static char *du, *du_to;
+
+static void mremap_dontunmap_setup(void)
+{
+	du = map_pattern("mremap-dontunmap", OPS_SEED);
+}
+
+static void mremap_dontunmap_op(void)
+{
+	void *r;
+
+	zt_lazy_probe("mremap-dontunmap", du, size);
+	r = mremap(du, size, size, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+	if (r == MAP_FAILED || r == du) {
+		zt_fail("mremap-dontunmap %p: %s", (void *)du, r == MAP_FAILED ? strerror(errno) : "did not move");
+		return;
+	}
+	du_to = r;
+}
+
+static void mremap_dontunmap_check(int phase)
+{
+	if (!du_to)
+		return;
+	if (phase == 1) {
+		pat("mremap-dontunmap moved (early)", du_to, 0, npages / 4, OPS_SEED);
+		zt_zero_check("mremap-dontunmap old range (early)", du, npages / 4 * P);
+		return;
+	}
+	pat("mremap-dontunmap moved", du_to, 0, npages, OPS_SEED);
+	zt_zero_check("mremap-dontunmap old range", du, size);
 }
 
 /* --- mremap-part ------------------------------------------------------------- */
@@ -602,6 +663,7 @@ static const struct op {
 	{ "munmap", munmap_setup, munmap_op, munmap_check },
 	{ "mremap", mremap_setup, mremap_op, mremap_check },
 	{ "mremap-part", mremap_part_setup, mremap_part_op, mremap_part_check },
+	{ "mremap-dontunmap", mremap_dontunmap_setup, mremap_dontunmap_op, mremap_dontunmap_check },
 	{ "stackgrow", stackgrow_setup, stackgrow_op, stackgrow_check },
 	{ "churn", churn_setup, churn_op, churn_check },
 	{ "mprotect", mprotect_whole_setup, mprotect_whole_op, mprotect_whole_check },
@@ -614,7 +676,7 @@ int main(int argc, char **argv)
 {
 	const char *opname = NULL;
 	const struct zt_opt opts[] = {
-		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mremap-part|stackgrow|churn|mprotect|mprotect-split|madvise-split|prot-layout" },
+		{ "op", ZT_OPT_STR, &opname, true, "dontneed|munmap|mremap|mremap-part|mremap-dontunmap|stackgrow|churn|mprotect|mprotect-split|madvise-split|prot-layout" },
 		{ "size", ZT_OPT_SIZE, &size, false, "bytes per region (default 8M, >= 64K)" },
 		{ "stack", ZT_OPT_SIZE, &stack_bytes, false, "stackgrow: bytes of stack (default 2M)" },
 		{ NULL },
