@@ -379,4 +379,5 @@ void redirect_uninstall(void)
 		r->nr = 0;
 	}
 	lu.installed = false;
+	lu_debug("criu's syscall() and ioctl() GOT slots are back as they were");
 }
