@@ -13,9 +13,9 @@
 #   pl_finish                     SIGTERM the restored root, require PASS and a daemon exit 0
 #   pl_no_survivor                no process named PL_NAME exists
 #   pl_fresh_run CMD...           run CMD with an empty tmpfs on /run (no kdat cache)
-#   pl_nodev / pl_gone / pl_null  CMD...: run CMD in a private mount namespace where
-#                                 /dev/userfaultfd is a mode-0000 copy on a nodev mount /
-#                                 absent / /dev/null
+#   pl_nodev / pl_gone / pl_null CMD...
+#                                 run CMD where /dev/userfaultfd is a mode-0000 copy on a
+#                                 nodev mount / absent / /dev/null (test/plugin/hide-device)
 
 NO_UFFD=$LU_BUILD/test/tools/no-uffd
 PL_SO=$LU_BUILD/lazy_uffd.so
@@ -182,25 +182,17 @@ pl_fresh_run() {
 	unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 lu-run /run && exec "$@"' sh "$@"
 }
 
-# A private mount namespace in which /dev/userfaultfd is unusable, then CMD.
+# pl_nodev / pl_gone / pl_null CMD...: CMD where /dev/userfaultfd is unusable (hide-device).
+PL_HIDE=$LU_TOP/test/plugin/hide-device
+
 pl_nodev() {
-	PL_TMP=$BATS_TEST_TMPDIR/nodev unshare -m --propagation private sh -c '
-		d=$PL_TMP && mkdir -p "$d" && mount -t tmpfs -o nodev,mode=0755 lu-nodev "$d" &&
-		mknod -m 0000 "$d/userfaultfd" c 10 257 &&
-		mount --bind "$d/userfaultfd" /dev/userfaultfd && exec "$@"' sh "$@"
+	"$PL_HIDE" nodev "$@"
 }
 
 pl_gone() {
-	# A /dev of our own with what criu and the programs need, and no userfaultfd.
-	PL_TMP=$BATS_TEST_TMPDIR/dev unshare -m --propagation private sh -c '
-		d=$PL_TMP && mkdir -p "$d" && mount -t tmpfs -o mode=0755 lu-dev "$d" || exit 1
-		for n in null zero full random urandom tty; do
-			touch "$d/$n" && mount --bind "/dev/$n" "$d/$n" || exit 1
-		done
-		mkdir "$d/pts" "$d/shm" && mount --rbind /dev/pts "$d/pts" && mount --rbind /dev/shm "$d/shm" &&
-		mount --move "$d" /dev && exec "$@"' sh "$@"
+	"$PL_HIDE" gone "$@"
 }
 
 pl_null() {
-	unshare -m --propagation private sh -c 'mount --bind /dev/null /dev/userfaultfd && exec "$@"' sh "$@"
+	"$PL_HIDE" null "$@"
 }

@@ -145,3 +145,20 @@ uffd_lines() {
 	zdtm_stop
 	zdtm_expect_pass
 }
+
+@test "restricted EPERM: the device fd reaches the tasks through CRIU's fdstore (4.2: fdstore_add; 4.1: inherit-fd list)" {
+	with_plugin EPERM anon --size 1M
+	case $CRIU_SERIES in
+	4.1)
+		grep -q "opened now and handed to CRIU's inherit-fd list as lazy-uffd-device-[0-9]*, for its fdstore" "$PL_LOG"
+		# CRIU moved it into its fdstore and the task took it back by key.
+		grep -qE '[0-9]+: Found id lazy-uffd-device-[0-9]+ \(fd [0-9]+\) in inherit fd list' "$PL_LOG"
+		;;
+	4.2)
+		grep -qE "opened now and kept in CRIU's fdstore \(id [0-9]+\)" "$PL_LOG"
+		;;
+	*)
+		grep -qE "opened now and (kept in CRIU's fdstore|handed to CRIU's inherit-fd list)" "$PL_LOG"
+		;;
+	esac
+}
