@@ -567,6 +567,9 @@ static int verdict(const struct doctor *d)
 		*slash = '\0';
 	printf("verdict: ok: lazy restore works through %s with lazy_uffd.so (userfaultfd(2): %s)\n", d->device,
 	       d->sys.err ? uffd_errno_name(d->sys.err) : "not used, LAZY_UFFD_MODE=device");
+	if (d->dev.need_err)
+		printf("warning: without EVENT_FORK (LAZY_UFFD_ALLOW_NO_FORK_EVENT=1): a process that forks after the "
+		       "restore loses the lazy pages it has not touched yet\n");
 	printf("next step: criu restore --lazy-pages -L %s -D DIR (or install lazy_uffd.so in /usr/lib/criu); "
 	       "for criu check and CRIU's own criu lazy-pages: LD_PRELOAD=%s criu ...\n",
 	       plugdir, d->plugin);
