@@ -352,7 +352,16 @@ static int lazy_uffd_init(int stage)
 		lu_info("LAZY_UFFD_MODE=syscall: CRIU's uffds are left to the userfaultfd syscall");
 		return 0;
 	}
-	return restore_init();
+	if (!restore_init())
+		return 0;
+	/*
+	 * CRIU unloads a plugin whose init failed without calling its exit: criu's slots
+	 * must not point into the library once it is gone.
+	 */
+	if (lu.installed && !lu.by_preload)
+		redirect_uninstall();
+	lu.restore = false;
+	return -1;
 }
 
 static void lazy_uffd_exit(int stage, int ret)
