@@ -6,7 +6,8 @@
 #
 # Programs that must see their memory still missing after the restore get
 # --ballast $BALLAST: that much pattern memory below theirs, which both daemons copy
-# first, so the program's own ranges are still lazy when it touches or changes them;
+# first, so the program's own ranges are still lazy when it touches or changes them (the
+# 1G programs are their own ballast: they touch only the start, or nothing);
 # zt_lazy_probe() checks that with mincore and (--expect-lazy, given on every lazy run)
 # fails the test if they were not. Programs that call zt_settle() check once more after
 # the daemon has exited (zdtm.bash, --settle).
@@ -319,7 +320,7 @@ zdtm_chain_run() {
 # them from the parent's pages files. CRIU's own daemon hangs on flags 3 (it never
 # serves those faults; see images.md section 6), so these run with our daemon only.
 @test "zdtm scenario ours: parent images b -> a, PE_LAZY|PE_PARENT (our daemon only)" {
-	zdtm_chain_run ours lazy-parent 1 anon --size 64M --check-order random
+	zdtm_chain_run ours lazy-parent 1 anon --size 64M --check-order random --ballast $BALLAST
 }
 
 @test "zdtm scenario ours: parent images c -> b -> a, PE_LAZY|PE_PARENT, four tasks (our daemon only)" {
@@ -378,9 +379,9 @@ zdtm_chain_run() {
 }
 
 @test "zdtm scenario ours: 256M, 1% pattern, the rest zero or never written" {
-	zdtm_run_lazy ours mostlyzero
+	zdtm_run_lazy ours mostlyzero --ballast $BALLAST
 }
 
 @test "zdtm scenario criu: 256M, 1% pattern, the rest zero or never written" {
-	zdtm_run_lazy criu mostlyzero
+	zdtm_run_lazy criu mostlyzero --ballast $BALLAST
 }
