@@ -16,6 +16,10 @@
 #include "daemon.h"
 #include "lazy_pages.h"
 
+#define DEFAULT_BULK_PAGES	  256
+#define DEFAULT_BULK_DEPTH	  8
+#define DEFAULT_BULK_DEPTH_SHARED 2
+
 struct cli {
 	const char *images_dir;
 	const char *work_dir;
@@ -51,14 +55,38 @@ static void usage(FILE *out, const char *name)
 		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
 		"      --stats FILE       write what was served as JSON at exit\n"
 		"      --no-default-config  accepted for criu compatibility (there is no config)\n"
-		"      --page-server, --address ADDR, --port PORT\n"
-		"                         fetch pages from a CRIU page server: not implemented yet\n"
+		"\n"
+		"Remote pages (live migration): the page map comes from -D, the page data from a page\n"
+		"server: `criu dump --lazy-pages --port P`, `criu page-server --lazy-pages` or\n"
+		"`lazy-uffd page-server`.\n"
+		"      --page-server      fetch lazy pages from the page server at --address/--port\n"
+		"      --address ADDR     the page server's address (default: 127.0.0.1)\n"
+		"      --port PORT        its TCP port (required with --page-server)\n"
+		"      --ps-protocol 4.1|4.2\n"
+		"                         CRIU 4.1's 24-byte or 4.2's 32-byte headers (default: as the\n"
+		"                         images were written; our page server understands both)\n"
+		"      --reconnect-timeout SECONDS\n"
+		"                         when the connection drops, reconnect and resume for this long\n"
+		"                         (default 30; faulting tasks wait); then fail: the restored\n"
+		"                         tasks are killed and the exit status is 1\n"
+		"      --ps-single-connection\n"
+		"                         never open the second (urgent) connection for faults that\n"
+		"                         lazy-uffd page-server accepts\n"
+		"      --ps-bulk-pages N, --ps-bulk-depth N\n"
+		"                         background requests: pages each (default %u) and how many in\n"
+		"                         flight (default %u; %u while faults share the connection)\n"
+		"      --tls              TLS with X.509 certificates, both sides authenticated, as criu\n"
+		"      --tls-cacert FILE  trusted CA (default /etc/pki/CA/cacert.pem)\n"
+		"      --tls-cacrl FILE   revocation list (default /etc/pki/CA/cacrl.pem, if readable)\n"
+		"      --tls-cert FILE    own certificate (default /etc/pki/criu/cert.pem)\n"
+		"      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
+		"      --tls-no-cn-verify do not check that the server's certificate names ADDR\n"
 		"  -h, --help             this text\n",
-		name);
+		name, DEFAULT_BULK_PAGES, DEFAULT_BULK_DEPTH, DEFAULT_BULK_DEPTH_SHARED);
 }
 
 /* -v, -vN, -vvv and --verbosity=N, as criu takes them. */
-static int parse_verbosity(const char *arg, int cur)
+int daemon_parse_verbosity(const char *arg, int cur)
 {
 	char *end;
 	long v;
@@ -78,7 +106,7 @@ static int parse_verbosity(const char *arg, int cur)
 	return (int)v;
 }
 
-static int write_pidfile(const char *path, pid_t pid)
+int daemon_write_pidfile(const char *path, pid_t pid)
 {
 	char buf[32];
 	int fd, len;
@@ -98,11 +126,24 @@ static int write_pidfile(const char *path, pid_t pid)
 	return 0;
 }
 
+/* A background process: stdio to /dev/null, as criu's --daemon does. */
+void daemon_null_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
 /* Runs once the socket listens: the moment criu restore may be started. */
 static int on_ready(void *arg)
 {
 	struct cli *c = arg;
-	int fd;
 
 	if (c->daemonize) {
 		pid_t pid = fork();
@@ -112,19 +153,12 @@ static int on_ready(void *arg)
 			return -errno;
 		}
 		if (pid > 0) {
-			int ret = c->pidfile ? write_pidfile(c->pidfile, pid) : 0;
+			int ret = c->pidfile ? daemon_write_pidfile(c->pidfile, pid) : 0;
 
 			_exit(ret ? 1 : 0);
 		}
 		setsid();
-		fd = open("/dev/null", O_RDWR);
-		if (fd >= 0) {
-			dup2(fd, 0);
-			dup2(fd, 1);
-			dup2(fd, 2);
-			if (fd > 2)
-				close(fd);
-		}
+		daemon_null_stdio();
 	}
 	if (c->status_fd >= 0) {
 		char zero = 0;
@@ -160,6 +194,17 @@ int cmd_daemon(int argc, char **argv)
 		OPT_ADDRESS,
 		OPT_PORT,
 		OPT_STATS,
+		OPT_PS_PROTOCOL,
+		OPT_RECONNECT_TIMEOUT,
+		OPT_PS_SINGLE,
+		OPT_PS_BULK_PAGES,
+		OPT_PS_BULK_DEPTH,
+		OPT_TLS,
+		OPT_TLS_CACERT,
+		OPT_TLS_CACRL,
+		OPT_TLS_CERT,
+		OPT_TLS_KEY,
+		OPT_TLS_NO_CN,
 	};
 	static const struct option longopts[] = {
 		{ "images-dir", required_argument, NULL, 'D' },
@@ -174,12 +219,32 @@ int cmd_daemon(int argc, char **argv)
 		{ "address", required_argument, NULL, OPT_ADDRESS },
 		{ "port", required_argument, NULL, OPT_PORT },
 		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "ps-protocol", required_argument, NULL, OPT_PS_PROTOCOL },
+		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT_TIMEOUT },
+		{ "ps-single-connection", no_argument, NULL, OPT_PS_SINGLE },
+		{ "ps-bulk-pages", required_argument, NULL, OPT_PS_BULK_PAGES },
+		{ "ps-bulk-depth", required_argument, NULL, OPT_PS_BULK_DEPTH },
+		{ "tls", no_argument, NULL, OPT_TLS },
+		{ "tls-cacert", required_argument, NULL, OPT_TLS_CACERT },
+		{ "tls-cacrl", required_argument, NULL, OPT_TLS_CACRL },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
 	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c };
-	bool remote = false;
+	struct remote_opts ro = {
+		.reconnect_timeout = 30,
+		.bulk_pages = DEFAULT_BULK_PAGES,
+		.bulk_depth = DEFAULT_BULK_DEPTH,
+		.bulk_depth_shared = DEFAULT_BULK_DEPTH_SHARED,
+	};
+	char *tls_paths[4] = { NULL };
+	bool remote = false, remote_opt = false;
+	char *end;
+	long v;
 	struct crimg_error err;
 	struct crimg *img = NULL;
 	char *images = NULL, *stats = NULL;
@@ -199,7 +264,7 @@ int cmd_daemon(int argc, char **argv)
 			c.log_file = optarg;
 			break;
 		case 'v':
-			c.verbosity = parse_verbosity(optarg, c.verbosity);
+			c.verbosity = daemon_parse_verbosity(optarg, c.verbosity);
 			if (c.verbosity < 0) {
 				pr_err("bad verbosity '%s'", optarg);
 				return 2;
@@ -224,9 +289,71 @@ int cmd_daemon(int argc, char **argv)
 		case OPT_NO_DEFAULT_CONFIG:
 			break;
 		case OPT_PAGE_SERVER:
-		case OPT_ADDRESS:
-		case OPT_PORT:
 			remote = true;
+			break;
+		case OPT_ADDRESS:
+			ro.address = optarg;
+			remote_opt = true;
+			break;
+		case OPT_PORT:
+			v = strtol(optarg, &end, 10);
+			if (*end || v <= 0 || v > 65535) {
+				pr_err("bad --port '%s'", optarg);
+				return 2;
+			}
+			ro.port = (int)v;
+			remote_opt = true;
+			break;
+		case OPT_PS_PROTOCOL:
+			if (!strcmp(optarg, "4.1") || !strcmp(optarg, "24"))
+				ro.layout = PS_LAYOUT_41;
+			else if (!strcmp(optarg, "4.2") || !strcmp(optarg, "32"))
+				ro.layout = PS_LAYOUT_42;
+			else {
+				pr_err("bad --ps-protocol '%s' (4.1 or 4.2)", optarg);
+				return 2;
+			}
+			remote_opt = true;
+			break;
+		case OPT_RECONNECT_TIMEOUT:
+			ro.reconnect_timeout = strtod(optarg, &end);
+			if (*end || !(ro.reconnect_timeout >= 0.1) || ro.reconnect_timeout > 86400) {
+				pr_err("bad --reconnect-timeout '%s' (seconds, 0.1 to 86400)", optarg);
+				return 2;
+			}
+			break;
+		case OPT_PS_SINGLE:
+			ro.single_connection = true;
+			break;
+		case OPT_PS_BULK_PAGES:
+		case OPT_PS_BULK_DEPTH:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > (opt == OPT_PS_BULK_PAGES ? 65536 : 64)) {
+				pr_err("bad --%s '%s'", opt == OPT_PS_BULK_PAGES ? "ps-bulk-pages" : "ps-bulk-depth", optarg);
+				return 2;
+			}
+			if (opt == OPT_PS_BULK_PAGES)
+				ro.bulk_pages = (unsigned int)v;
+			else
+				ro.bulk_depth = ro.bulk_depth_shared = (unsigned int)v;
+			break;
+		case OPT_TLS:
+			ro.tls.on = true;
+			break;
+		case OPT_TLS_CACERT:
+			ro.tls.cacert = optarg;
+			break;
+		case OPT_TLS_CACRL:
+			ro.tls.cacrl = optarg;
+			break;
+		case OPT_TLS_CERT:
+			ro.tls.cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			ro.tls.key = optarg;
+			break;
+		case OPT_TLS_NO_CN:
+			ro.tls.no_cn_verify = true;
 			break;
 		case OPT_STATS:
 			c.stats_file = optarg;
@@ -243,10 +370,30 @@ int cmd_daemon(int argc, char **argv)
 		pr_err("unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
-	if (remote) {
-		pr_err("--page-server/--address/--port: fetching pages from a page server is not implemented yet; "
-		       "serve from local images (-D) or use 'criu lazy-pages --page-server'");
+	if (remote_opt && !remote) {
+		pr_err("--address, --port and --ps-protocol need --page-server");
 		return 2;
+	}
+	if (remote && !ro.port) {
+		pr_err("--page-server needs --port (the page server's)");
+		return 2;
+	}
+	if (remote) {
+		const char **p[4] = { &ro.tls.cacert, &ro.tls.cacrl, &ro.tls.cert, &ro.tls.key };
+		int k;
+
+		/* The certificates are read after the chdir to the work dir: make them absolute. */
+		for (k = 0; k < 4; k++) {
+			if (!*p[k])
+				continue;
+			tls_paths[k] = absolute_from_cwd(*p[k]);
+			if (!tls_paths[k]) {
+				pr_err("%s: %m", *p[k]);
+				goto out;
+			}
+			*p[k] = tls_paths[k];
+		}
+		o.remote = &ro;
 	}
 	if (!c.images_dir) {
 		pr_err("-D/--images-dir is required");
@@ -295,6 +442,8 @@ out:
 	crimg_close(img);
 	free(images);
 	free(stats);
+	for (v = 0; v < 4; v++)
+		free(tls_paths[v]);
 	if (log)
 		fclose(log);
 	return status;

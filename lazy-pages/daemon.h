@@ -18,6 +18,7 @@
 #include <linux/userfaultfd.h>
 
 #include "crimg.h"
+#include "proto.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SZ	   4096ULL
@@ -120,6 +121,66 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 /* The NR pages at DATA (from source_get) have been copied: let them go from our memory. */
 void source_put(struct source *s, const void *data, uint64_t nr);
 
+/* ---- source_remote.c: page data from a page server, asynchronously ---- */
+
+struct remote_opts {
+	const char *address; /* NULL: loopback, as criu */
+	int port;
+	enum ps_layout layout; /* 0: from the images' pagemap encoding */
+	double reconnect_timeout;
+	bool single_connection; /* never open the urgent channel */
+	unsigned int bulk_pages; /* pages per background request */
+	unsigned int bulk_depth; /* background requests in flight */
+	unsigned int bulk_depth_shared; /* the same while faults share the one connection */
+	struct tls_opts tls;
+};
+
+/* One GET: asked by the loop, answered (got pages at data) by the receiver. */
+struct ps_req {
+	pid_t vpid;
+	uint64_t img_addr; /* dump-time address */
+	uint64_t nr_pages;
+	bool urgent; /* for a fault */
+	uint64_t got; /* pages in the answer (1 <= got <= nr_pages) */
+	const uint8_t *data;
+	/* The loop's: the first fault that waits for it, for the latency figures. */
+	struct lazy_task *fault_task;
+	uint64_t fault_ns;
+};
+
+struct remote_stats {
+	uint64_t requests, urgent_requests, pages, reconnects;
+	uint64_t dup_pages; /* received, but no task wanted them any more */
+	bool urgent_channel, tls;
+	enum ps_layout layout;
+};
+
+struct remote;
+
+/* Connect (within the reconnect timeout) and start receiving. */
+int remote_open(struct remote **out, const struct crimg *img, const struct remote_opts *o);
+/* CLEAN: say CLOSE and wait for the server's status; else just drop the connections. */
+void remote_close(struct remote *r, bool clean);
+/* Readable (eventfd) when answers wait or the source failed. */
+int remote_fd(const struct remote *r);
+/* Ask for NR pages at IMG_ADDR of task VPID; -EBUSY when no buffer is free. */
+int remote_get(struct remote *r, pid_t vpid, uint64_t img_addr, uint64_t nr, bool urgent, struct ps_req **out);
+/* A request not yet released covering the page (URGENT_ONLY: a fault's request). */
+struct ps_req *remote_find(struct remote *r, pid_t vpid, uint64_t img_addr, bool urgent_only);
+/* Is a background request possible now? */
+bool remote_bulk_slot(struct remote *r);
+unsigned int remote_bulk_pages(const struct remote *r);
+/* Is the urgent channel (second connection, our page server only) in use? */
+bool remote_has_urgent(struct remote *r);
+/* 1 and *out: an answer; 0: none now; -EIO: the source failed for good (logged). */
+int remote_next(struct remote *r, struct ps_req **out);
+/* The loop is done with an answer's data. */
+void remote_release(struct remote *r, struct ps_req *q);
+/* Requests not yet answered, and the first few of them in words. */
+size_t remote_describe_inflight(const struct remote *r, char *buf, size_t len);
+const char *remote_peer(const struct remote *r);
+void remote_get_stats(const struct remote *r, struct remote_stats *st);
+
 /* ---- handoff.c: lazy-pages.socket, the criu restore side ---- */
 
 struct handoff;
@@ -152,6 +213,7 @@ void handoff_close(struct handoff *h);
 
 struct daemon_opts {
 	const char *stats_file; /* --stats: JSON written at exit, or NULL */
+	const struct remote_opts *remote; /* --page-server, or NULL: the local pages files */
 	/* Called once lazy-pages.socket listens, before accepting: daemonize, report ready. */
 	int (*ready)(void *arg);
 	void *ready_arg;
@@ -160,9 +222,17 @@ struct daemon_opts {
 /* Serve the restore of IMG until every task is complete or gone. Returns the exit status. */
 int daemon_serve(const struct crimg *img, const struct daemon_opts *o);
 
+/* ---- daemon.c: shared with page_server.c ---- */
+
+int daemon_parse_verbosity(const char *arg, int cur);
+int daemon_write_pidfile(const char *path, pid_t pid);
+void daemon_null_stdio(void);
+
 /* ---- stats.c ---- */
 
 void stats_add_latency(struct fault_stats *st, uint64_t ns);
+/* Remote figures to add to the JSON (the pointer is kept until it is written). */
+void stats_set_remote(const struct remote_stats *rs);
 int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s);
 
 #endif

@@ -47,5 +47,6 @@ void log_line(enum log_level level, const char *file, int line, const char *fmt,
 int cmd_show(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_page_server(int argc, char **argv);
 
 #endif

@@ -31,6 +31,8 @@ void log_line(enum log_level level, const char *file, int line, const char *fmt,
 	if (level > log_max)
 		return;
 
+	/* The page server's sessions and the daemon's receiver threads log too: whole lines. */
+	flockfile(out);
 	if (log_style_cur == LOG_STYLE_CRIU) {
 		struct timespec now;
 		double t;
@@ -51,4 +53,5 @@ void log_line(enum log_level level, const char *file, int line, const char *fmt,
 	va_end(ap);
 	fputc('\n', out);
 	fflush(out);
+	funlockfile(out);
 }

@@ -28,15 +28,25 @@
 
 enum copy_res {
 	COPY_OK,
+	COPY_QUEUED, /* remote: a request is on its way; the answer's copy wakes the fault */
 	COPY_RETRY, /* layout events pending on this uffd */
 	COPY_NOENT, /* the page is no longer registered */
 	COPY_GONE,  /* the task exited */
 	COPY_FAILED,
 };
 
+struct pending_fault {
+	struct lazy_task *t;
+	uint64_t addr;
+};
+
 struct daemon {
 	const struct crimg *img;
-	struct source *src;
+	struct source *src;   /* local pages files, or */
+	struct remote *rem;   /* a page server */
+	uint64_t dup_pages;   /* remote pages that arrived when no task wanted them any more */
+	struct pending_fault *waiting; /* remote faults that found every buffer busy */
+	size_t nr_waiting, cap_waiting;
 	struct handoff *h;
 	int ep;
 	int conn_fd;
@@ -109,31 +119,28 @@ static void fail(struct daemon *d)
 }
 
 /*
- * Copy pages [k, k + n) of range RI of T from the image. Ranges may be reallocated by
- * the caller between calls, never during one.
+ * Copy pages [k, k + n) of range RI of T from DATA. Ranges may be reallocated by the
+ * caller between calls, never during one.
  */
-static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri, uint64_t k, uint64_t n,
-				uint64_t *copied)
+static enum copy_res copy_run(struct daemon *d, struct lazy_task *t, size_t ri, uint64_t k, uint64_t n,
+			      const uint8_t *data, uint64_t *copied)
 {
 	struct lazy_range *r = &t->ranges[ri];
 
 	*copied = 0;
 	while (n) {
-		const void *data;
-		uint64_t run, done, pages;
+		uint64_t done, pages;
 		enum uffd_res res;
 		int err = 0;
 
-		if (source_get(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run))
-			return COPY_FAILED;
-		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, run << PAGE_SHIFT, &done, &err);
-		source_put(d->src, data, run);
+		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, n << PAGE_SHIFT, &done, &err);
 		pages = done >> PAGE_SHIFT;
 		task_mark_done(t, r, k, pages);
 		*copied += pages;
 		t->st.bytes += done;
 		k += pages;
 		n -= pages;
+		data += done;
 		switch (res) {
 		case UFFD_OK:
 			break;
@@ -142,6 +149,7 @@ static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri
 			task_mark_done(t, r, k, 1);
 			k++;
 			n--;
+			data += PAGE_SZ;
 			break;
 		case UFFD_RETRY:
 			if (pages)
@@ -152,10 +160,34 @@ static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri
 		case UFFD_GONE:
 			return COPY_GONE;
 		case UFFD_FAILED:
-			pr_err("UFFDIO_COPY of %llu pages at 0x%llx into task %d: %s", (unsigned long long)run,
+			pr_err("UFFDIO_COPY of %llu pages at 0x%llx into task %d: %s", (unsigned long long)n,
 			       (unsigned long long)(r->start + (k << PAGE_SHIFT)), t->vpid, strerror(err));
 			return COPY_FAILED;
 		}
+	}
+	return COPY_OK;
+}
+
+/* Copy pages [k, k + n) of range RI of T from the image's pages files. */
+static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri, uint64_t k, uint64_t n,
+				uint64_t *copied)
+{
+	*copied = 0;
+	while (n) {
+		struct lazy_range *r = &t->ranges[ri];
+		const void *data;
+		uint64_t run, c;
+		enum copy_res res;
+
+		if (source_get(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run))
+			return COPY_FAILED;
+		res = copy_run(d, t, ri, k, run, data, &c);
+		source_put(d->src, data, run);
+		*copied += c;
+		if (res != COPY_OK)
+			return res;
+		k += run;
+		n -= run;
 	}
 	return COPY_OK;
 }
@@ -199,6 +231,8 @@ static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t 
 	return COPY_FAILED;
 }
 
+static enum copy_res remote_fault(struct daemon *d, struct lazy_task *t, struct lazy_range *r, uint64_t k);
+
 static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t addr)
 {
 	uint64_t page = addr & ~(PAGE_SZ - 1), k, n, copied;
@@ -212,6 +246,8 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	k = (page - r->start) >> PAGE_SHIFT;
 	if (!range_page_pending(r, k))
 		return serve_zero(d, t, page);
+	if (d->rem)
+		return remote_fault(d, t, r, k);
 	n = range_pending_run(r, k, FAULT_AROUND_PAGES);
 	res = copy_pages(d, t, ri, k, n, &copied);
 	t->st.pages_fault += copied;
@@ -274,7 +310,7 @@ static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const str
 		}
 		if (res == COPY_OK)
 			stats_add_latency(&t->st, now_ns() - t0);
-		return res;
+		return res == COPY_QUEUED ? COPY_OK : res;
 	}
 	case UFFD_EVENT_FORK:
 		ret = on_fork(d, t, (int)m->arg.fork.ufd);
@@ -341,6 +377,8 @@ static void handle_uffd(struct daemon *d, struct lazy_task *t)
 
 			for (j = 0; j < df.nr; j++) {
 				res = serve_fault(d, t, df.addr[j]);
+				if (res == COPY_QUEUED)
+					continue;
 				if (res == COPY_RETRY)
 					again.addr[again.nr++] = df.addr[j];
 				else if (res == COPY_GONE) {
@@ -448,11 +486,295 @@ static int handle_conn(struct daemon *d)
 	return 0;
 }
 
+/* ---- remote: pages come from a page server, asynchronously ---- */
+
+/* Pages from IMG (dump-time address) up to N that no request covers yet. */
+static uint64_t not_requested(struct daemon *d, pid_t vpid, uint64_t img, uint64_t n, bool urgent_only)
+{
+	uint64_t j;
+
+	for (j = 1; j < n; j++)
+		if (remote_find(d->rem, vpid, img + (j << PAGE_SHIFT), urgent_only))
+			break;
+	return j;
+}
+
+/*
+ * A fault on pending page K of R: ask for it (and the pending run after it) unless a
+ * request that will bring it is on its way. With the urgent channel only a fault's own
+ * request counts: a background one may wait behind others on its connection.
+ */
+static enum copy_res remote_fault(struct daemon *d, struct lazy_task *t, struct lazy_range *r, uint64_t k)
+{
+	uint64_t img = r->img_start + (k << PAGE_SHIFT), n;
+	bool urgent_only = remote_has_urgent(d->rem);
+	struct ps_req *q = remote_find(d->rem, t->vpid, img, urgent_only);
+	int ret;
+
+	if (!q) {
+		n = range_pending_run(r, k, FAULT_AROUND_PAGES);
+		n = not_requested(d, t->vpid, img, n, urgent_only);
+		ret = remote_get(d->rem, t->vpid, img, n, true, &q);
+		if (ret == -EBUSY) {
+			struct pending_fault *w = d->waiting;
+
+			if (d->nr_waiting == d->cap_waiting) {
+				size_t cap = d->cap_waiting ? d->cap_waiting * 2 : 64;
+
+				w = realloc(d->waiting, cap * sizeof(*w));
+				if (!w)
+					return COPY_FAILED;
+				d->waiting = w;
+				d->cap_waiting = cap;
+			}
+			w[d->nr_waiting++] = (struct pending_fault){ .t = t, .addr = r->start + (k << PAGE_SHIFT) };
+			return COPY_QUEUED;
+		}
+		if (ret)
+			return COPY_FAILED;
+	}
+	if (!q->fault_task) {
+		q->fault_task = t;
+		q->fault_ns = now_ns();
+	}
+	return COPY_QUEUED;
+}
+
+/*
+ * Copy an answer into every task that still wants those pages: the task that asked, and
+ * the children it forked since (same vpid, same dump-time addresses), wherever their
+ * ranges are now. Layout events met on the way are handled and the copy retried.
+ */
+static void deliver_to(struct daemon *d, struct lazy_task *t, const struct ps_req *q)
+{
+	uint64_t a0 = q->img_addr, a1 = q->img_addr + (q->got << PAGE_SHIFT);
+	unsigned int rounds = 0;
+	size_t ri;
+
+again:
+	for (ri = 0; !t->done && ri < t->nr_ranges; ri++) {
+		struct lazy_range *r = &t->ranges[ri];
+		uint64_t r0 = r->img_start, r1 = r0 + (r->nr_pages << PAGE_SHIFT);
+		uint64_t lo = a0 > r0 ? a0 : r0, hi = a1 < r1 ? a1 : r1, k, kend;
+
+		if (lo >= hi || !r->nr_pending)
+			continue;
+		kend = (hi - r0) >> PAGE_SHIFT;
+		for (k = range_next_pending(r, (lo - r0) >> PAGE_SHIFT); k < kend;
+		     k = range_next_pending(r, k)) {
+			uint64_t n = range_pending_run(r, k, kend - k), copied;
+			enum copy_res res;
+
+			res = copy_run(d, t, ri, k, n, q->data + (r0 + (k << PAGE_SHIFT) - a0), &copied);
+			if (q->urgent)
+				t->st.pages_fault += copied;
+			else
+				t->st.pages_bg += copied;
+			switch (res) {
+			case COPY_OK:
+			case COPY_QUEUED:
+				k += n;
+				continue;
+			case COPY_RETRY:
+				/* Layout events first; then the ranges may look different. */
+				handle_uffd(d, t);
+				if (d->failed || ++rounds > 10000)
+					goto out;
+				goto again;
+			case COPY_NOENT: {
+				uint64_t page = r->start + (range_next_pending(r, k) << PAGE_SHIFT);
+
+				pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid,
+					 (unsigned long long)page);
+				if (task_drop(t, page, page + PAGE_SZ)) {
+					fail(d);
+					return;
+				}
+				goto again;
+			}
+			case COPY_GONE:
+				task_finish(d, t, true);
+				return;
+			case COPY_FAILED:
+				fail(d);
+				return;
+			}
+		}
+	}
+out:
+	if (rounds > 10000)
+		pr_warn("task %d: pages at 0x%llx kept meeting layout changes; they will be asked for again", t->vpid,
+			(unsigned long long)a0);
+	if (d->finished && !t->done && !t->nr_pending)
+		task_finish(d, t, false);
+}
+
+static void deliver(struct daemon *d, struct ps_req *q)
+{
+	uint64_t before = 0, after = 0;
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks && !d->failed; i++) {
+		struct lazy_task *t = d->tasks[i];
+
+		if (t->vpid != q->vpid || t->done)
+			continue;
+		before += t->st.pages_fault + t->st.pages_bg;
+		deliver_to(d, t, q);
+		after += t->st.pages_fault + t->st.pages_bg;
+	}
+	if (after == before)
+		d->dup_pages += q->got;
+	if (q->fault_task)
+		stats_add_latency(&q->fault_task->st, now_ns() - q->fault_ns);
+}
+
+static void report_remote_failure(struct daemon *d)
+{
+	uint64_t pending = 0;
+	size_t i, nt = 0, nreq;
+	char inflight[512];
+
+	for (i = 0; i < d->nr_tasks; i++)
+		if (!d->tasks[i]->done && d->tasks[i]->nr_pending) {
+			pending += d->tasks[i]->nr_pending;
+			nt++;
+		}
+	nreq = remote_describe_inflight(d->rem, inflight, sizeof(inflight));
+	pr_err("page server %s: %llu lazy pages of %zu tasks cannot be served; %zu requests were unanswered%s%s",
+	       remote_peer(d->rem), (unsigned long long)pending, nt, nreq, nreq ? ": " : "", inflight);
+}
+
+/* Take every answer that has come in; on failure of the source, fail the restore. */
+static void remote_drain(struct daemon *d)
+{
+	for (;;) {
+		struct ps_req *q, rest;
+		int ret = remote_next(d->rem, &q);
+
+		if (ret < 0) {
+			report_remote_failure(d);
+			fail(d);
+			return;
+		}
+		if (!ret)
+			break;
+		pr_debug("got %llu of %llu pages at 0x%llx of task %d%s", (unsigned long long)q->got,
+			 (unsigned long long)q->nr_pages, (unsigned long long)q->img_addr, q->vpid,
+			 q->urgent ? " (fault)" : "");
+		deliver(d, q);
+		rest = *q;
+		remote_release(d->rem, q);
+		if (d->failed)
+			return;
+		/* A short answer (the server cut at its buffer's end): ask for the rest. */
+		if (rest.got < rest.nr_pages) {
+			uint64_t a = rest.img_addr + (rest.got << PAGE_SHIFT);
+			size_t i;
+
+			for (i = 0; i < d->nr_tasks; i++) {
+				struct lazy_task *t = d->tasks[i];
+				ssize_t ri;
+
+				if (t->vpid != rest.vpid || t->done)
+					continue;
+				for (ri = 0; ri < (ssize_t)t->nr_ranges; ri++) {
+					struct lazy_range *r = &t->ranges[ri];
+					uint64_t k;
+
+					if (a < r->img_start || a >= r->img_start + (r->nr_pages << PAGE_SHIFT))
+						continue;
+					k = (a - r->img_start) >> PAGE_SHIFT;
+					if (range_page_pending(r, k) && rest.urgent)
+						remote_fault(d, t, r, k);
+					break;
+				}
+			}
+		}
+	}
+	/* Faults that found no free buffer before. */
+	while (d->nr_waiting && !d->failed) {
+		struct pending_fault w = d->waiting[--d->nr_waiting];
+		size_t before = d->nr_waiting;
+		enum copy_res res;
+
+		if (w.t->done)
+			continue;
+		res = serve_fault(d, w.t, w.addr);
+		if (res == COPY_FAILED) {
+			fail(d);
+			return;
+		}
+		if (res == COPY_GONE) {
+			task_finish(d, w.t, true);
+			continue;
+		}
+		if (d->nr_waiting > before)
+			break; /* still no buffer: wait for the next answer */
+	}
+}
+
+/* The next background request for task T, or false if all it lacks is on its way. */
+static bool remote_bg_task(struct daemon *d, struct lazy_task *t)
+{
+	unsigned int max = remote_bulk_pages(d->rem);
+	size_t ri;
+
+	while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
+		t->bg_range++;
+	for (ri = t->bg_range; ri < t->nr_ranges; ri++) {
+		struct lazy_range *r = &t->ranges[ri];
+		uint64_t k;
+
+		if (!r->nr_pending)
+			continue;
+		for (k = range_next_pending(r, 0); k < r->nr_pages;) {
+			uint64_t img = r->img_start + (k << PAGE_SHIFT), n;
+			struct ps_req *q = remote_find(d->rem, t->vpid, img, false), *nq;
+
+			if (q) {
+				uint64_t end = q->img_addr + (q->nr_pages << PAGE_SHIFT);
+
+				k = range_next_pending(r, (end - r->img_start) >> PAGE_SHIFT);
+				continue;
+			}
+			n = range_pending_run(r, k, max);
+			n = not_requested(d, t->vpid, img, n, false);
+			if (remote_get(d->rem, t->vpid, img, n, false, &nq))
+				return false;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Keep the background requests in flight up to the bound; true if one was sent. */
+static bool remote_background(struct daemon *d)
+{
+	bool sent = false;
+	size_t tried = 0;
+
+	while (remote_bulk_slot(d->rem) && tried < d->nr_tasks) {
+		struct lazy_task *t = d->tasks[d->bg_task % d->nr_tasks];
+
+		if (!t->done && t->nr_pending && remote_bg_task(d, t)) {
+			sent = true;
+			tried = 0;
+			continue; /* the same task again: its next run */
+		}
+		d->bg_task = (d->bg_task + 1) % d->nr_tasks;
+		tried++;
+	}
+	return sent;
+}
+
 /* Copy one chunk for the next task with pages left; true if there was work. */
 static bool background_step(struct daemon *d)
 {
 	size_t i;
 
+	if (d->rem)
+		return remote_background(d);
 	for (i = 0; i < d->nr_tasks; i++) {
 		struct lazy_task *t = d->tasks[(d->bg_task + i) % d->nr_tasks];
 		uint64_t k, n, copied;
@@ -475,6 +797,7 @@ static bool background_step(struct daemon *d)
 		t->st.pages_bg += copied;
 		switch (res) {
 		case COPY_OK:
+		case COPY_QUEUED:
 			break;
 		case COPY_RETRY:
 			handle_uffd(d, t);
@@ -532,15 +855,22 @@ static void kill_restored(struct daemon *d)
 	}
 }
 
+/* Marks the page server's eventfd among the epoll events (tasks are theirs, criu's is NULL). */
+static char remote_marker;
+
 int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 {
 	struct daemon d = { .img = img, .conn_fd = -1, .ep = -1 };
+	struct remote_stats rst;
 	struct epoll_event ev, evs[32];
 	int ret, n, i, status = 1;
 
 	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
 	d.nr_expected = crimg_nr_tasks(img);
-	ret = source_local_open(&d.src, img);
+	if (o->remote)
+		ret = remote_open(&d.rem, img, o->remote);
+	else
+		ret = source_local_open(&d.src, img);
 	if (ret)
 		goto out;
 	ret = handoff_listen(&d.h);
@@ -565,11 +895,23 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		pr_err("epoll_ctl: %m");
 		goto out;
 	}
+	if (d.rem) {
+		ev.data.ptr = &remote_marker;
+		if (epoll_ctl(d.ep, EPOLL_CTL_ADD, remote_fd(d.rem), &ev)) {
+			pr_err("epoll_ctl: %m");
+			goto out;
+		}
+	}
 	pr_info("criu restore connected; expecting %zu tasks", d.nr_expected);
 
 	while (!d.failed && !all_done(&d)) {
 		bool bg = d.finished;
 
+		/* Remote: keep the background requests going; answers and faults wake us. */
+		if (d.rem && bg) {
+			background_step(&d);
+			bg = false;
+		}
 		n = epoll_wait(d.ep, evs, 32, bg ? 0 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -581,7 +923,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		for (i = 0; i < n && !d.failed; i++) {
 			struct lazy_task *t = evs[i].data.ptr;
 
-			if (!t) {
+			if (evs[i].data.ptr == &remote_marker) {
+				remote_drain(&d);
+			} else if (!t) {
 				if (handle_conn(&d))
 					fail(&d);
 			} else if (!t->done) {
@@ -596,6 +940,18 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	if (d.failed) {
 		kill_restored(&d);
 		goto out;
+	}
+	if (d.rem) {
+		/* Say goodbye properly: a lazy `criu dump` ends (and kills its tasks) on CLOSE. */
+		remote_get_stats(d.rem, &rst);
+		rst.dup_pages = d.dup_pages;
+		remote_close(d.rem, true);
+		d.rem = NULL;
+		pr_info("page server: %llu requests (%llu for faults), %llu pages, %llu reconnects%s",
+			(unsigned long long)rst.requests, (unsigned long long)rst.urgent_requests,
+			(unsigned long long)rst.pages, (unsigned long long)rst.reconnects,
+			rst.urgent_channel ? ", faults on the urgent channel" : "");
+		stats_set_remote(&rst);
 	}
 	pr_info("all tasks complete in %.3f s (%.3f s after the restore finished)", elapsed(&d.t_start, &d.t_complete),
 		elapsed(&d.t_finish, &d.t_complete));
@@ -617,5 +973,8 @@ out:
 		close(d.ep);
 	handoff_close(d.h);
 	source_close(d.src);
+	remote_close(d.rem, false);
+	stats_set_remote(NULL);
+	free(d.waiting);
 	return status;
 }

@@ -15,6 +15,7 @@ static const struct subcommand subcommands[] = {
 	{ "daemon", cmd_daemon, "serve a criu restore --lazy-pages from the image files (drop-in for criu lazy-pages)" },
 	{ "lazy-pages", cmd_daemon, "the same as daemon, under criu's name for it" },
 	{ "show", cmd_show, "print the tasks, lazy VMAs and pagemap summary of a CRIU image directory" },
+	{ "page-server", cmd_page_server, "serve a dump's lazy pages to remote restores (CRIU's page-server protocol)" },
 	{ "doctor", cmd_doctor, "say whether criu restore --lazy-pages can work here, and what to change if not" },
 };
 

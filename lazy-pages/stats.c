@@ -41,6 +41,13 @@ static double quantile_us(const uint64_t *v, size_t n, double q)
 	return v[i] / 1000.0;
 }
 
+static const struct remote_stats *remote_st;
+
+void stats_set_remote(const struct remote_stats *rs)
+{
+	remote_st = rs;
+}
+
 int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s)
 {
 	uint64_t bytes = 0;
@@ -71,10 +78,19 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 			quantile_us(st->lat_ns, st->nr_lat, 0.99), quantile_us(st->lat_ns, st->nr_lat, 1.0));
 	}
 	getrusage(RUSAGE_SELF, &ru);
+	if (remote_st)
+		fprintf(f,
+			"\n  ],\n  \"remote\": {\"requests\": %llu, \"urgent_requests\": %llu, \"pages\": %llu, "
+			"\"dup_pages\": %llu, \"reconnects\": %llu, \"urgent_channel\": %s, \"tls\": %s, "
+			"\"header_bytes\": %d",
+			(unsigned long long)remote_st->requests, (unsigned long long)remote_st->urgent_requests,
+			(unsigned long long)remote_st->pages, (unsigned long long)remote_st->dup_pages,
+			(unsigned long long)remote_st->reconnects, remote_st->urgent_channel ? "true" : "false",
+			remote_st->tls ? "true" : "false", (int)remote_st->layout);
 	fprintf(f,
-		"\n  ],\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f,\n  \"daemon_max_rss_kib\": %ld,\n"
+		"%s,\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f,\n  \"daemon_max_rss_kib\": %ld,\n"
 		"  \"daemon_cpu_seconds\": %.3f\n}\n",
-		(unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0, ru.ru_maxrss,
+		remote_st ? "}" : "\n  ]", (unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0, ru.ru_maxrss,
 		ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	if (fclose(f)) {
 		pr_err("--stats %s: %m", path);

@@ -26,10 +26,13 @@ load ../lib
 	[[ "$output" == *"Version: $CRIU_SERIES"* ]]
 }
 
-@test "build: lazy-uffd daemon refuses what it cannot do yet, and a missing -D, with exit 2" {
-	run "$LAZY_UFFD" daemon -D /tmp --page-server --port 1234
+@test "build: lazy-uffd daemon refuses incomplete remote options, and a missing -D, with exit 2" {
+	run "$LAZY_UFFD" daemon -D /tmp --page-server
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"not implemented yet"* ]]
+	[[ "$output" == *"--page-server needs --port (the page server's)"* ]]
+	run "$LAZY_UFFD" daemon -D /tmp --address 10.0.0.1 --port 1234
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--address, --port and --ps-protocol need --page-server"* ]]
 	run "$LAZY_UFFD" daemon
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"-D/--images-dir is required"* ]]

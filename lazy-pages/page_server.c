@@ -1,0 +1,694 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `lazy-uffd page-server`: serve the lazy pages of an image directory (parent chain
+ * included) over CRIU's page-server protocol, to our daemon and to
+ * `criu lazy-pages --page-server`, for any number of sessions, one after another or at
+ * once (a thread each), so one dump can feed many restores.
+ *
+ * Each session's header layout (CRIU 4.1's 24 bytes or 4.2's 32) is told from its first
+ * request. A GET for something that is not a lazy page with data in these images gets a
+ * defined refusal (ADD_F, no flags, 0 pages, address and pid echoed) and the session goes
+ * on; a command we do not know ends the session with a logged error. Nothing a client
+ * sends makes the server hang or crash, and one session's trouble is its own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+#include "proto.h"
+
+/* How long a client has to close after CLOSE was answered, or to finish a header. */
+#define LINGER_MS 10000
+/* Segments sent for one GET (each a run in one pages file); more makes a short answer. */
+#define MAX_SEGS 256
+
+struct server {
+	const struct crimg *img;
+	struct tls_creds *creds;
+	const char *address; /* for the TLS name check, as CRIU does */
+	enum ps_layout fallback;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned int active;
+	unsigned int next_id;
+	unsigned int failed;
+	bool first_ended;
+};
+
+struct session {
+	struct server *srv;
+	struct chan ch;
+	unsigned int id;
+	char peer[INET6_ADDRSTRLEN + 8];
+	enum ps_layout layout;
+	uint64_t requests, pages, refused;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_term(int sig)
+{
+	stop_requested = 1;
+}
+
+struct seg {
+	int fd;
+	uint64_t off, nr;
+};
+
+static const char *why_not(const struct crimg_loc *loc)
+{
+	switch (loc->where) {
+	case CRIMG_NOT_IN_IMAGE:
+		return "outside every VMA of the task";
+	case CRIMG_ZERO:
+		return "a page the dump did not store (it reads as zero)";
+	case CRIMG_REMOTE:
+		return "a lazy-dump page: its data stayed with the dumping criu, these images do not have it";
+	case CRIMG_PRESENT:
+		break;
+	}
+	return "not a lazy page (criu restore fills it itself)";
+}
+
+static int send_hdr(struct session *s, uint32_t cmd, uint64_t nr, uint64_t vaddr, uint64_t dst, bool more)
+{
+	struct ps_hdr h = {.cmd = cmd, .nr_pages = nr, .vaddr = vaddr, .dst_id = dst};
+	uint8_t buf[PS_HDR_MAX];
+
+	ps_hdr_encode(s->layout, &h, buf);
+	return chan_send_all(&s->ch, buf, ps_hdr_size(s->layout), more);
+}
+
+static int refuse(struct session *s, const struct ps_hdr *h, const char *why)
+{
+	pr_warn("session %u (%s): GET of %llu pages at 0x%llx of task %llu refused: %s", s->id, s->peer,
+		(unsigned long long)h->nr_pages, (unsigned long long)h->vaddr, (unsigned long long)h->dst_id, why);
+	s->refused++;
+	return send_hdr(s, PS_REPLY_REFUSED, 0, h->vaddr, h->dst_id, false);
+}
+
+static int serve_get(struct session *s, const struct ps_hdr *h)
+{
+	const struct crimg *img = s->srv->img;
+	const struct crimg_task *t = NULL;
+	struct seg segs[MAX_SEGS];
+	struct crimg_loc loc;
+	struct crimg_error err;
+	uint64_t addr = h->vaddr, served = 0;
+	size_t nseg = 0, i;
+	int ret;
+
+	s->requests++;
+	if (h->dst_id <= INT_MAX)
+		t = crimg_find_task(img, (pid_t)h->dst_id);
+	if (!t || t->zombie)
+		return refuse(s, h, t ? "the task is a zombie" : "no such task in the images");
+	if (h->vaddr % CRIMG_PAGE_SIZE)
+		return refuse(s, h, "the address is not page aligned");
+	if (!h->nr_pages)
+		return refuse(s, h, "zero pages asked for");
+
+	while (served < h->nr_pages && nseg < MAX_SEGS) {
+		uint64_t n;
+
+		ret = crimg_locate(img, t, addr, &loc, &err);
+		if (ret) {
+			if (!served)
+				return refuse(s, h, err.msg);
+			break;
+		}
+		if (loc.where != CRIMG_PRESENT || !(loc.flags & CRIMG_PE_LAZY)) {
+			if (!served)
+				return refuse(s, h, why_not(&loc));
+			break;
+		}
+		n = loc.nr_pages < h->nr_pages - served ? loc.nr_pages : h->nr_pages - served;
+		if (nseg && segs[nseg - 1].fd == loc.fd &&
+		    segs[nseg - 1].off + segs[nseg - 1].nr * CRIMG_PAGE_SIZE == loc.off)
+			segs[nseg - 1].nr += n;
+		else
+			segs[nseg++] = (struct seg){.fd = loc.fd, .off = loc.off, .nr = n};
+		served += n;
+		addr += n * CRIMG_PAGE_SIZE;
+	}
+	ret = send_hdr(s, PS_REPLY_PAGES, served, h->vaddr, h->dst_id, true);
+	for (i = 0; !ret && i < nseg; i++)
+		ret = chan_send_file(&s->ch, segs[i].fd, segs[i].off, segs[i].nr * CRIMG_PAGE_SIZE);
+	if (ret) {
+		pr_err("session %u (%s): sending %llu pages at 0x%llx of task %d: %s", s->id, s->peer,
+		       (unsigned long long)served, (unsigned long long)h->vaddr, t->pid, strerror(-ret));
+		return ret;
+	}
+	s->pages += served;
+	return 0;
+}
+
+/*
+ * Which layout does this client speak? Its first request tells: read as 4.1, a GET has
+ * a non-zero u32 count, an aligned address and a pid of the images; read as 4.2 those
+ * bytes are padding, the count and the address. A first CLOSE is taken as 4.1: a 4.2
+ * client's 8 further bytes are then just read before its EOF.
+ */
+static enum ps_layout detect_layout(struct session *s, const uint8_t *b)
+{
+	struct ps_hdr h41;
+	uint32_t pad;
+
+	ps_hdr_decode(PS_LAYOUT_41, b, &h41);
+	memcpy(&pad, b + 4, 4);
+	switch (h41.cmd & PS_CMD_MASK) {
+	case PS_IOV_GET:
+		if (!pad)
+			return PS_LAYOUT_42;
+		if (h41.vaddr % CRIMG_PAGE_SIZE == 0 && h41.dst_id && h41.dst_id <= INT_MAX &&
+		    crimg_find_task(s->srv->img, (pid_t)h41.dst_id))
+			return PS_LAYOUT_41;
+		return PS_LAYOUT_42;
+	case PS_IOV_LU_HELLO:
+		return pad ? PS_LAYOUT_41 : PS_LAYOUT_42;
+	case PS_IOV_CLOSE:
+	case PS_IOV_FORCE_CLOSE:
+		return PS_LAYOUT_41;
+	default:
+		return s->srv->fallback;
+	}
+}
+
+/* After CLOSE: the client closes first (CRIU waits for that); read until it does. */
+static void linger(struct session *s)
+{
+	uint8_t junk[256];
+	ssize_t n;
+
+	do
+		n = chan_recv(&s->ch, junk, sizeof(junk), LINGER_MS);
+	while (n > 0);
+}
+
+/* Serve one connection; true if it ended well (CLOSE, or EOF between requests). */
+static bool serve_session(struct session *s)
+{
+	uint8_t buf[PS_HDR_MAX];
+	bool first = true;
+	int ret;
+
+	for (;;) {
+		struct ps_hdr h;
+		ssize_t n;
+		size_t want = first ? PS_LAYOUT_41 : ps_hdr_size(s->layout);
+
+		/* Idle between requests for as long as the client likes; a header comes whole. */
+		n = chan_recv(&s->ch, buf, want, -1);
+		if (n == 0) {
+			pr_info("session %u (%s): client closed the connection", s->id, s->peer);
+			return true;
+		}
+		if (n < 0) {
+			pr_err("session %u (%s): reading a request: %s", s->id, s->peer, strerror((int)-n));
+			return false;
+		}
+		if ((size_t)n < want) {
+			ret = chan_recv_all(&s->ch, buf + n, want - n, LINGER_MS);
+			if (ret) {
+				pr_err("session %u (%s): a request header was cut off: %s", s->id, s->peer,
+				       ret == -EPIPE ? "connection closed" : strerror(-ret));
+				return false;
+			}
+		}
+		if (first) {
+			first = false;
+			s->layout = detect_layout(s, buf);
+			if (s->layout == PS_LAYOUT_42) {
+				ret = chan_recv_all(&s->ch, buf + PS_LAYOUT_41, PS_LAYOUT_42 - PS_LAYOUT_41, LINGER_MS);
+				if (ret) {
+					pr_err("session %u (%s): a request header was cut off", s->id, s->peer);
+					return false;
+				}
+			}
+			pr_info("session %u (%s): speaks %s", s->id, s->peer, ps_layout_name(s->layout));
+		}
+		ps_hdr_decode(s->layout, buf, &h);
+		switch (h.cmd & PS_CMD_MASK) {
+		case PS_IOV_GET:
+			ret = serve_get(s, &h);
+			if (ret)
+				return false;
+			break;
+		case PS_IOV_LU_HELLO:
+			pr_info("session %u (%s): a lazy-uffd daemon's urgent channel", s->id, s->peer);
+			if (send_hdr(s, PS_IOV_LU_HELLO, 1, 0, 0, false))
+				return false;
+			break;
+		case PS_IOV_CLOSE:
+		case PS_IOV_FORCE_CLOSE: {
+			int32_t status = 0;
+
+			if (chan_send_all(&s->ch, &status, sizeof(status), false))
+				return false;
+			linger(s);
+			pr_info("session %u (%s): closed by the client", s->id, s->peer);
+			return true;
+		}
+		default:
+			pr_err("session %u (%s): unknown command 0x%x (nr_pages %llu, vaddr 0x%llx, id %llu) in %s: "
+			       "closing the session",
+			       s->id, s->peer, h.cmd, (unsigned long long)h.nr_pages, (unsigned long long)h.vaddr,
+			       (unsigned long long)h.dst_id, ps_layout_name(s->layout));
+			return false;
+		}
+	}
+}
+
+static void *session_main(void *arg)
+{
+	struct session *s = arg;
+	struct server *srv = s->srv;
+	bool ok = true;
+
+	if (srv->creds) {
+		char why[512];
+
+		if (chan_tls_start(&s->ch, srv->creds, true, srv->address, LINGER_MS, why, sizeof(why))) {
+			pr_err("session %u (%s): %s", s->id, s->peer, why);
+			ok = false;
+		}
+	}
+	if (ok)
+		ok = serve_session(s);
+	pr_info("session %u (%s): %llu requests, %llu pages served (%.1f MiB), %llu refused%s", s->id, s->peer,
+		(unsigned long long)s->requests, (unsigned long long)s->pages, s->pages * 4096.0 / (1 << 20),
+		(unsigned long long)s->refused, ok ? "" : "; ended by an error");
+	chan_close(&s->ch, ok);
+
+	pthread_mutex_lock(&srv->mu);
+	if (!ok)
+		srv->failed++;
+	if (s->id == 1)
+		srv->first_ended = true;
+	srv->active--;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+	free(s);
+	return NULL;
+}
+
+static int listen_on(const char *address, int port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	char portstr[16], host[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd = -1, one = 1, ret;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	ret = getaddrinfo(address, portstr, &hints, &res);
+	if (ret) {
+		pr_err("--address %s: %s", address ? address : "(any)", gai_strerror(ret));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		pr_err("socket: %m");
+		goto err;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
+		pr_err("cannot listen on %s port %d: %m", address ? address : "any address", port);
+		goto err;
+	}
+	freeaddrinfo(res);
+	if (!getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		int p;
+
+		if (ss.ss_family == AF_INET6) {
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+			p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		} else {
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+			p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
+		log_line(LOG_MSG, __FILE__, __LINE__, "page server listening on %s port %d", host, p);
+	}
+	return fd;
+err:
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return -EIO;
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof(host));
+		port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	} else if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+		port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	}
+	snprintf(out, len, "%s:%d", host, port);
+}
+
+/* Accept until stopped (or, with ONCE, until the first client's connections are over). */
+static int serve(struct server *srv, int lfd, bool once)
+{
+	int status;
+
+	for (;;) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct session *s;
+		pthread_attr_t attr;
+		pthread_t thr;
+		int fd, one = 1, ret;
+
+		pthread_mutex_lock(&srv->mu);
+		if (once && srv->first_ended) {
+			/* The first client's other connections (its urgent channel) may still run. */
+			while (srv->active)
+				pthread_cond_wait(&srv->cv, &srv->mu);
+			pthread_mutex_unlock(&srv->mu);
+			break;
+		}
+		pthread_mutex_unlock(&srv->mu);
+		if (stop_requested)
+			break;
+		ret = poll(&p, 1, 100);
+		if (ret <= 0)
+			continue;
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+				pr_warn("accept: %m");
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			close(fd);
+			continue;
+		}
+		s->srv = srv;
+		s->ch.fd = fd;
+		s->layout = srv->fallback;
+		peer_name(&ss, s->peer, sizeof(s->peer));
+		pthread_mutex_lock(&srv->mu);
+		s->id = ++srv->next_id;
+		srv->active++;
+		pthread_mutex_unlock(&srv->mu);
+		pr_info("session %u: connection from %s", s->id, s->peer);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		ret = pthread_create(&thr, &attr, session_main, s);
+		pthread_attr_destroy(&attr);
+		if (ret) {
+			pr_err("cannot start a thread for session %u: %s", s->id, strerror(ret));
+			close(fd);
+			pthread_mutex_lock(&srv->mu);
+			srv->active--;
+			srv->failed++;
+			pthread_mutex_unlock(&srv->mu);
+			free(s);
+		}
+	}
+	pthread_mutex_lock(&srv->mu);
+	status = srv->failed ? 1 : 0;
+	pthread_mutex_unlock(&srv->mu);
+	return status;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: lazy-uffd page-server -D DIR [--address ADDR] --port PORT [options]\n"
+		     "\n"
+		     "Serve the lazy pages of the dump in DIR (and its parent images) over CRIU's page-server\n"
+		     "protocol: to `lazy-uffd daemon --page-server` and to `criu lazy-pages --page-server`,\n"
+		     "CRIU 4.1 or 4.2 clients alike (told apart by their first request). Any number of\n"
+		     "sessions, one after another or at once, so one dump can feed many restores. DIR is a\n"
+		     "normal dump (lazy pages stored, flags 6), not a `criu dump --lazy-pages` directory.\n"
+		     "\n"
+		     "  -D, --images-dir DIR   the dump to serve (required)\n"
+		     "  -W, --work-dir DIR     where the log and the pidfile go (default: the images dir)\n"
+		     "      --address ADDR     listen on ADDR (default: every address); with --tls the\n"
+		     "                         clients' certificates must name ADDR, as with criu\n"
+		     "      --port PORT        TCP port (0 or none: the kernel picks one, printed at start)\n"
+		     "      --once             exit after the first client is done (status 0 if all went well)\n"
+		     "  -d, --daemon           go to the background once listening\n"
+		     "      --pidfile FILE     with --daemon: write the server's pid here (relative to -W)\n"
+		     "      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
+		     "  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
+		     "  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
+		     "      --tls              TLS with X.509 certificates, both sides authenticated\n"
+		     "      --tls-cacert FILE  trusted CA (default /etc/pki/CA/cacert.pem)\n"
+		     "      --tls-cacrl FILE   revocation list (default /etc/pki/CA/cacrl.pem, if readable)\n"
+		     "      --tls-cert FILE    own certificate (default /etc/pki/criu/cert.pem)\n"
+		     "      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
+		     "      --tls-no-cn-verify do not check the name in the client's certificate\n"
+		     "  -h, --help             this text\n");
+}
+
+int cmd_page_server(int argc, char **argv)
+{
+	enum {
+		OPT_ADDRESS = 256,
+		OPT_PORT,
+		OPT_ONCE,
+		OPT_PIDFILE,
+		OPT_STATUS_FD,
+		OPT_TLS,
+		OPT_TLS_CACERT,
+		OPT_TLS_CACRL,
+		OPT_TLS_CERT,
+		OPT_TLS_KEY,
+		OPT_TLS_NO_CN,
+		OPT_NO_DEFAULT_CONFIG,
+	};
+	static const struct option longopts[] = {
+		{"images-dir", required_argument, NULL, 'D'},
+		{"work-dir", required_argument, NULL, 'W'},
+		{"address", required_argument, NULL, OPT_ADDRESS},
+		{"port", required_argument, NULL, OPT_PORT},
+		{"once", no_argument, NULL, OPT_ONCE},
+		{"daemon", no_argument, NULL, 'd'},
+		{"pidfile", required_argument, NULL, OPT_PIDFILE},
+		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
+		{"log-file", required_argument, NULL, 'o'},
+		{"verbosity", optional_argument, NULL, 'v'},
+		{"tls", no_argument, NULL, OPT_TLS},
+		{"tls-cacert", required_argument, NULL, OPT_TLS_CACERT},
+		{"tls-cacrl", required_argument, NULL, OPT_TLS_CACRL},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN},
+		{"no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *images_dir = NULL, *work_dir = NULL, *log_file = NULL, *pidfile = NULL, *address = NULL;
+	int verbosity = LOG_WARN, status_fd = -1, port = 0, opt, lfd = -1, status = 1;
+	struct server srv = {.fallback = PS_LAYOUT_41};
+	struct tls_opts tls = {0};
+	bool once = false, daemonize = false;
+	struct crimg_error err;
+	struct crimg *img = NULL;
+	char *images = NULL, *end;
+	FILE *log = NULL;
+	size_t i;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'D':
+			images_dir = optarg;
+			break;
+		case 'W':
+			work_dir = optarg;
+			break;
+		case 'o':
+			log_file = optarg;
+			break;
+		case 'v':
+			verbosity = daemon_parse_verbosity(optarg, verbosity);
+			if (verbosity < 0) {
+				pr_err("bad verbosity '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'd':
+			daemonize = true;
+			break;
+		case OPT_ADDRESS:
+			address = optarg;
+			break;
+		case OPT_PORT:
+			port = (int)strtol(optarg, &end, 10);
+			if (*end || port < 0 || port > 65535) {
+				pr_err("bad --port '%s'", optarg);
+				return 2;
+			}
+			break;
+		case OPT_ONCE:
+			once = true;
+			break;
+		case OPT_PIDFILE:
+			pidfile = optarg;
+			break;
+		case OPT_STATUS_FD:
+			status_fd = (int)strtol(optarg, &end, 10);
+			if (*end || status_fd < 0) {
+				pr_err("bad --status-fd '%s'", optarg);
+				return 2;
+			}
+			break;
+		case OPT_TLS:
+			tls.on = true;
+			break;
+		case OPT_TLS_CACERT:
+			tls.cacert = optarg;
+			break;
+		case OPT_TLS_CACRL:
+			tls.cacrl = optarg;
+			break;
+		case OPT_TLS_CERT:
+			tls.cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			tls.key = optarg;
+			break;
+		case OPT_TLS_NO_CN:
+			tls.no_cn_verify = true;
+			break;
+		case OPT_NO_DEFAULT_CONFIG:
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (!images_dir) {
+		pr_err("-D/--images-dir is required");
+		usage(stderr);
+		return 2;
+	}
+	if (verbosity > LOG_DEBUG)
+		verbosity = LOG_DEBUG;
+	signal(SIGPIPE, SIG_IGN);
+
+	images = realpath(images_dir, NULL);
+	if (!images) {
+		pr_err("images dir %s: %m", images_dir);
+		return 1;
+	}
+	/* Certificates are read before the chdir, so relative paths work too. */
+	if (tls.on && tls_creds_load(&srv.creds, &tls))
+		goto out;
+	if (chdir(work_dir ? work_dir : images)) {
+		pr_err("work dir %s: %m", work_dir ? work_dir : images);
+		goto out;
+	}
+	if (log_file && strcmp(log_file, "-")) {
+		log = fopen(log_file, "ae");
+		if (!log) {
+			pr_err("log file %s: %m", log_file);
+			goto out;
+		}
+		setvbuf(log, NULL, _IOLBF, 0);
+	}
+	log_setup(log_file && !strcmp(log_file, "-") ? stdout : log, verbosity, LOG_STYLE_CRIU);
+	pr_info("lazy-uffd %s: page server for %s", LAZY_UFFD_VERSION, images);
+	if (crimg_open(images, &img, &err)) {
+		pr_err("%s", err.msg);
+		goto out;
+	}
+	srv.img = img;
+	srv.address = address;
+	for (i = 0; i < crimg_nr_tasks(img); i++) {
+		const struct crimg_task *t = crimg_task(img, i);
+
+		if (!t->zombie) {
+			srv.fallback = t->encoding == CRIMG_PAGEMAP_42 ? PS_LAYOUT_42 : PS_LAYOUT_41;
+			break;
+		}
+	}
+	pthread_mutex_init(&srv.mu, NULL);
+	pthread_cond_init(&srv.cv, NULL);
+
+	lfd = listen_on(address, port);
+	if (lfd < 0)
+		goto out;
+	if (daemonize) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			pr_err("fork: %m");
+			goto out;
+		}
+		if (pid > 0)
+			_exit(pidfile && daemon_write_pidfile(pidfile, pid) ? 1 : 0);
+		setsid();
+		daemon_null_stdio();
+	}
+	if (status_fd >= 0) {
+		char zero = 0;
+
+		if (write(status_fd, &zero, 1) != 1)
+			pr_warn("--status-fd %d: %m", status_fd);
+		close(status_fd);
+	}
+	{
+		struct sigaction sa = {.sa_handler = on_term};
+
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
+	status = serve(&srv, lfd, once);
+	pr_info("page server done: %u sessions, %u failed", srv.next_id, srv.failed);
+	pthread_mutex_lock(&srv.mu);
+	if (srv.active) {
+		/* Stopped by a signal while sessions run: they use the images until exit. */
+		pthread_mutex_unlock(&srv.mu);
+		close(lfd);
+		if (log)
+			fflush(log);
+		_exit(status);
+	}
+	pthread_mutex_unlock(&srv.mu);
+out:
+	if (lfd >= 0)
+		close(lfd);
+	tls_creds_free(srv.creds);
+	crimg_close(img);
+	free(images);
+	if (log)
+		fclose(log);
+	return status;
+}

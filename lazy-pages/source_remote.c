@@ -1,0 +1,920 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Page data from a page server (CRIU's `criu dump --lazy-pages --port`,
+ * `criu page-server --lazy-pages`, or ours): GET requests by dump-time address, answered
+ * in order on each connection.
+ *
+ * Threads: the loop (main thread) sends requests and consumes answers; one receiver
+ * thread per connection reads answers into the request's own buffer, checks them, and
+ * hands them over through a queue and an eventfd. The receiver also owns the connection's
+ * life: when it drops, it reconnects (faulting threads just wait, their pages are still
+ * missing), re-sends every request not yet answered, in order, and goes on; after
+ * --reconnect-timeout it gives up and the loop stops the restore.
+ *
+ * Connections: the main one carries everything against a CRIU server, which takes one
+ * connection and answers in order, so the loop bounds the background data queued on it.
+ * Once that connection has had its first answer (a CRIU server has stopped listening by
+ * then), a second one is tried; our page server takes it and it becomes the urgent
+ * channel for faults, which then never wait behind background data.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+#include "proto.h"
+
+#define TICK_MS		   200
+#define URGENT_SLOTS	   256
+#define URGENT_SLOT_PAGES  16
+#define MAX_RETRY_DELAY_MS 500
+#define HELLO_TIMEOUT_MS   3000
+
+enum conn_state {
+	C_DOWN,	   /* not connected: the receiver is (re)connecting */
+	C_UP,	   /* requests go out as they come */
+	C_CLOSING, /* CLOSE sent: the receiver reads its status, then ends */
+	C_GONE,	   /* finished, or (urgent) not offered by this server */
+};
+
+struct req {
+	struct ps_req pub;
+	struct conn *conn;
+	uint8_t *buf;
+	uint64_t cap;	   /* pages BUF holds */
+	struct req *next;  /* FIFO of its connection, done queue, or free list */
+	struct req *iprev; /* in-flight list: the loop's view */
+	struct req *inext;
+};
+
+struct conn {
+	struct remote *r;
+	const char *name;
+	bool urgent;
+	bool probe; /* urgent: a first connection that may be refused */
+	bool started;
+	pthread_t thr;
+
+	/* Under mu: */
+	pthread_mutex_t mu;
+	struct chan ch;
+	enum conn_state state;
+	struct req *head, *tail;
+	bool stop;
+	uint64_t lost_ns;
+	char lost_why[256];
+	bool ever_up;
+
+	/* The receiver's alone: bytes read while nothing was owed (the next answer's start). */
+	uint8_t pre[PS_HDR_MAX];
+	size_t pre_len;
+};
+
+struct remote {
+	const struct crimg *img;
+	struct remote_opts o;
+	enum ps_layout layout;
+	struct tls_creds *creds;
+	char peer[300];
+	struct addrinfo *ai;
+	int efd;
+	struct conn conns[2]; /* main, urgent */
+	bool urgent_started;
+
+	pthread_mutex_t mu; /* the done queue and the failure */
+	struct req *done_head, *done_tail;
+	bool failed;
+	char fail_msg[1024];
+
+	/* The loop's alone: */
+	uint8_t *arena;
+	size_t arena_len;
+	struct req *reqs;
+	size_t nr_reqs;
+	struct req *free_bulk, *free_urgent;
+	unsigned int bulk_busy;
+	struct req *inflight;
+	struct remote_stats st;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void notify(struct remote *r)
+{
+	uint64_t one = 1;
+
+	if (write(r->efd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow in practice; the loop drains it. */
+	}
+}
+
+/* The receiver found the source unusable for good: say why once, wake the loop. */
+static void fail(struct remote *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct remote *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&r->mu);
+	if (!r->failed) {
+		r->failed = true;
+		va_start(ap, fmt);
+		vsnprintf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&r->mu);
+	notify(r);
+}
+
+static int set_blocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 ? -errno : fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) ? -errno : 0;
+}
+
+/* One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY. */
+static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
+{
+	struct pollfd p;
+	struct timeval tv = {.tv_sec = 10};
+	int fd, ret, err = 0, one = 1;
+	socklen_t len = sizeof(err);
+
+	ch->fd = -1;
+	ch->tls = NULL;
+	fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(why, why_len, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	ret = connect(fd, r->ai->ai_addr, r->ai->ai_addrlen);
+	if (ret && errno == EINPROGRESS) {
+		p = (struct pollfd){.fd = fd, .events = POLLOUT};
+		ret = poll(&p, 1, timeout_ms);
+		if (ret == 0) {
+			err = ETIMEDOUT;
+		} else if (ret < 0) {
+			err = errno;
+		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+			err = errno;
+		}
+	} else if (ret) {
+		err = errno;
+	}
+	if (err) {
+		snprintf(why, why_len, "connect: %s", strerror(err));
+		close(fd);
+		return -err;
+	}
+	set_blocking(fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	ch->fd = fd;
+	if (r->creds) {
+		ret = chan_tls_start(ch, r->creds, false, r->o.address, timeout_ms, why, why_len);
+		if (ret) {
+			close(fd);
+			ch->fd = -1;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int send_hdr(struct remote *r, struct chan *ch, uint32_t cmd, uint64_t nr, uint64_t vaddr, uint64_t id)
+{
+	struct ps_hdr h = {.cmd = cmd, .nr_pages = nr, .vaddr = vaddr, .dst_id = id};
+	uint8_t buf[PS_HDR_MAX];
+
+	ps_hdr_encode(r->layout, &h, buf);
+	return chan_send_all(ch, buf, ps_hdr_size(r->layout), false);
+}
+
+/* Our page server's handshake on the urgent channel. */
+static int hello(struct remote *r, struct chan *ch, char *why, size_t why_len)
+{
+	uint8_t buf[PS_HDR_MAX];
+	struct ps_hdr h;
+	int ret;
+
+	ret = send_hdr(r, ch, PS_IOV_LU_HELLO, 1, 0, 0);
+	if (!ret)
+		ret = chan_recv_all(ch, buf, ps_hdr_size(r->layout), HELLO_TIMEOUT_MS);
+	if (ret) {
+		snprintf(why, why_len, "no answer to our hello: %s",
+			 ret == -EPIPE ? "connection closed" : strerror(-ret));
+		return ret;
+	}
+	ps_hdr_decode(r->layout, buf, &h);
+	if (h.cmd != PS_IOV_LU_HELLO) {
+		snprintf(why, why_len, "answered our hello with command 0x%x", h.cmd);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static bool conn_stopping(struct conn *c)
+{
+	bool stop;
+
+	pthread_mutex_lock(&c->mu);
+	stop = c->stop;
+	pthread_mutex_unlock(&c->mu);
+	return stop;
+}
+
+/* The connection broke: close it; the receiver reconnects. Takes c->mu. */
+static void conn_lost(struct conn *c, const char *why)
+{
+	struct remote *r = c->r;
+
+	c->pre_len = 0;
+	pthread_mutex_lock(&c->mu);
+	if (c->state == C_UP || c->state == C_CLOSING) {
+		chan_close(&c->ch, false);
+		c->state = C_DOWN;
+		c->lost_ns = mono_ns();
+		snprintf(c->lost_why, sizeof(c->lost_why), "%s", why);
+		if (!c->stop)
+			pr_warn("page server %s: %s connection lost (%s); reconnecting for up to %.0f s", r->peer,
+				c->name, why, r->o.reconnect_timeout);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * (Re)connect until it works or the deadline passes. On success every request still
+ * unanswered goes out again, oldest first, so answers keep matching requests in order.
+ */
+static int conn_connect(struct conn *c)
+{
+	struct remote *r = c->r;
+	uint64_t deadline = c->lost_ns + (uint64_t)(r->o.reconnect_timeout * 1e9);
+	unsigned int delay = 20, attempts = 0;
+	char why[512] = "";
+
+	for (;;) {
+		uint64_t now = mono_ns();
+		int left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
+		struct chan ch;
+		struct req *q;
+		int ret;
+
+		if (conn_stopping(c))
+			return -ECANCELED;
+		attempts++;
+		ret = dial(r, &ch, left < 1000 ? (left > 50 ? left : 50) : (left < 5000 ? left : 5000), why,
+			   sizeof(why));
+		if (!ret && c->urgent)
+			ret = hello(r, &ch, why, sizeof(why));
+		if (!ret) {
+			pthread_mutex_lock(&c->mu);
+			c->ch = ch;
+			c->state = C_UP;
+			for (q = c->head; q && !ret; q = q->next)
+				ret = send_hdr(r, &c->ch, PS_IOV_GET, q->pub.nr_pages, q->pub.img_addr, q->pub.vpid);
+			pthread_mutex_unlock(&c->mu);
+			if (ret) {
+				conn_lost(c, "sending requests after reconnecting failed");
+				continue;
+			}
+			if (c->ever_up) {
+				pthread_mutex_lock(&r->mu);
+				r->st.reconnects++;
+				pthread_mutex_unlock(&r->mu);
+				pr_warn("page server %s: %s connection re-established after %.3f s", r->peer, c->name,
+					(mono_ns() - c->lost_ns) / 1e9);
+			}
+			c->ever_up = true;
+			return 0;
+		}
+		if (ch.fd >= 0 || ch.tls)
+			chan_close(&ch, false);
+		if (c->probe) {
+			pr_info("page server %s: no second connection (%s): faults share the main one", r->peer, why);
+			return -ENOTCONN;
+		}
+		if (ret == -EACCES) {
+			fail(r, "page server %s: %s", r->peer, why);
+			return ret;
+		}
+		if (mono_ns() >= deadline) {
+			fail(r,
+			     "page server %s: %s connection %s and not re-established within %.0f s (%u attempts; "
+			     "last: %s)",
+			     r->peer, c->name, c->ever_up ? c->lost_why : "could not be made", r->o.reconnect_timeout,
+			     attempts, why);
+			return -ETIMEDOUT;
+		}
+		pr_debug("page server %s: %s connection attempt %u: %s", r->peer, c->name, attempts, why);
+		usleep(delay * 1000);
+		if (delay < MAX_RETRY_DELAY_MS)
+			delay *= 2;
+	}
+}
+
+/*
+ * Read LEN bytes, waking every TICK_MS to notice a stop. Nothing arriving for the
+ * reconnect timeout while an answer is owed counts as a lost connection.
+ */
+static int recv_exact(struct conn *c, void *buf, size_t len)
+{
+	struct remote *r = c->r;
+	uint64_t last = mono_ns(), stall = (uint64_t)(r->o.reconnect_timeout * 1e9);
+	uint8_t *p = buf;
+
+	if (c->pre_len) {
+		size_t k = c->pre_len < len ? c->pre_len : len;
+
+		memcpy(p, c->pre, k);
+		memmove(c->pre, c->pre + k, c->pre_len - k);
+		c->pre_len -= k;
+		p += k;
+		len -= k;
+	}
+	while (len) {
+		ssize_t n = chan_recv(&c->ch, p, len, TICK_MS);
+
+		if (n == -ETIMEDOUT) {
+			if (conn_stopping(c))
+				return -ECANCELED;
+			if (mono_ns() - last > stall)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0)
+			return (int)n;
+		p += n;
+		len -= n;
+		last = mono_ns();
+	}
+	return 0;
+}
+
+static const char *recv_why(int err)
+{
+	switch (err) {
+	case -EPIPE:
+		return "closed by the server";
+	case -ETIMEDOUT:
+		return "no data from the server for the reconnect timeout";
+	case -EPROTO:
+		return "TLS error";
+	}
+	return strerror(-err);
+}
+
+/* Check the header answering Q; fails the source on a violation. */
+static int check_answer(struct conn *c, struct req *q, const struct ps_hdr *h)
+{
+	struct remote *r = c->r;
+	const struct ps_req *p = &q->pub;
+
+	if (h->cmd == PS_REPLY_REFUSED && h->nr_pages == 0 && h->vaddr == p->img_addr &&
+	    h->dst_id == (uint64_t)p->vpid) {
+		fail(r,
+		     "page server %s has no data for page 0x%llx of task %d (it refused our request for %llu pages "
+		     "there): do the images on both sides come from the same dump?",
+		     r->peer, (unsigned long long)p->img_addr, p->vpid, (unsigned long long)p->nr_pages);
+		return -ENODATA;
+	}
+	if (h->cmd != PS_REPLY_PAGES) {
+		fail(r,
+		     "page server %s answered our request for %llu pages at 0x%llx of task %d with unknown command "
+		     "0x%x (protocol violation; %s spoken)",
+		     r->peer, (unsigned long long)p->nr_pages, (unsigned long long)p->img_addr, p->vpid, h->cmd,
+		     ps_layout_name(r->layout));
+		return -EPROTO;
+	}
+	if (h->vaddr != p->img_addr || h->dst_id != (uint64_t)p->vpid) {
+		fail(r,
+		     "page server %s sent pages at 0x%llx of task %llu for our request for %llu pages at 0x%llx of "
+		     "task %d: not what was asked (protocol violation)",
+		     r->peer, (unsigned long long)h->vaddr, (unsigned long long)h->dst_id,
+		     (unsigned long long)p->nr_pages, (unsigned long long)p->img_addr, p->vpid);
+		return -EPROTO;
+	}
+	if (h->nr_pages == 0 || h->nr_pages > p->nr_pages) {
+		fail(r,
+		     "page server %s announced %llu pages for our request for %llu pages at 0x%llx of task %d "
+		     "(wrong length, protocol violation)",
+		     r->peer, (unsigned long long)h->nr_pages, (unsigned long long)p->nr_pages,
+		     (unsigned long long)p->img_addr, p->vpid);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static void complete(struct remote *r, struct req *q)
+{
+	q->next = NULL;
+	pthread_mutex_lock(&r->mu);
+	if (r->done_tail)
+		r->done_tail->next = q;
+	else
+		r->done_head = q;
+	r->done_tail = q;
+	pthread_mutex_unlock(&r->mu);
+	notify(r);
+}
+
+/*
+ * With nothing owed, wait a tick for the server: EOF means the connection is gone. Bytes
+ * are kept for the next answer (a request may have gone out meanwhile); under TLS they
+ * cannot be peeked at, so they are read in either case.
+ */
+static int idle_wait(struct conn *c)
+{
+	size_t want = ps_hdr_size(c->r->layout);
+	ssize_t n;
+
+	if (c->pre_len >= want) {
+		usleep(TICK_MS * 1000);
+		return 0;
+	}
+	n = chan_recv(&c->ch, c->pre + c->pre_len, want - c->pre_len, TICK_MS);
+	if (n == -ETIMEDOUT)
+		return 0;
+	if (n <= 0)
+		return -EPIPE;
+	c->pre_len += n;
+	return 0;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct remote *r = c->r;
+	uint8_t hb[PS_HDR_MAX];
+
+	for (;;) {
+		struct req *q;
+		struct ps_hdr h;
+		enum conn_state st;
+		int ret;
+
+		pthread_mutex_lock(&c->mu);
+		st = c->state;
+		q = c->head;
+		if (c->stop && (st != C_CLOSING || q)) {
+			pthread_mutex_unlock(&c->mu);
+			break;
+		}
+		pthread_mutex_unlock(&c->mu);
+
+		if (st == C_GONE)
+			break;
+		if (st == C_DOWN) {
+			ret = conn_connect(c);
+			if (ret) {
+				pthread_mutex_lock(&c->mu);
+				c->state = C_GONE;
+				pthread_mutex_unlock(&c->mu);
+				break;
+			}
+			continue;
+		}
+		if (!q) {
+			if (st == C_CLOSING) {
+				int32_t status = -1;
+
+				ret = 0;
+				if (c->pre_len >= sizeof(status)) {
+					memcpy(&status, c->pre, sizeof(status));
+					c->pre_len = 0;
+				} else {
+					uint8_t b[sizeof(status)];
+					size_t have = c->pre_len;
+
+					memcpy(b, c->pre, have);
+					ret = chan_recv_all(&c->ch, b + have, sizeof(b) - have, 5000);
+					memcpy(&status, b, sizeof(status));
+					c->pre_len = 0;
+				}
+				if (ret || status)
+					pr_warn("page server %s: %s connection: CLOSE answered with %s %d", r->peer,
+						c->name, ret ? "error" : "status", ret ? ret : status);
+				pthread_mutex_lock(&c->mu);
+				chan_close(&c->ch, !ret);
+				c->state = C_GONE;
+				pthread_mutex_unlock(&c->mu);
+				break;
+			}
+			if (idle_wait(c))
+				conn_lost(c, "closed by the server");
+			continue;
+		}
+		ret = recv_exact(c, hb, ps_hdr_size(r->layout));
+		if (ret == -ECANCELED)
+			break;
+		if (ret) {
+			conn_lost(c, recv_why(ret));
+			continue;
+		}
+		ps_hdr_decode(r->layout, hb, &h);
+		if (check_answer(c, q, &h))
+			break;
+		ret = recv_exact(c, q->buf, h.nr_pages * PAGE_SZ);
+		if (ret == -ECANCELED)
+			break;
+		if (ret) {
+			conn_lost(c, recv_why(ret));
+			continue;
+		}
+		q->pub.got = h.nr_pages;
+		pthread_mutex_lock(&c->mu);
+		c->head = q->next;
+		if (!c->head)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->mu);
+		complete(r, q);
+	}
+	return NULL;
+}
+
+static int conn_start(struct conn *c)
+{
+	int ret = pthread_create(&c->thr, NULL, conn_main, c);
+
+	if (ret) {
+		pr_err("cannot start the page server receiver: %s", strerror(ret));
+		return -ret;
+	}
+	c->started = true;
+	return 0;
+}
+
+static int lookup(struct remote *r)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	const char *host = r->o.address ? r->o.address : "127.0.0.1";
+	char port[16];
+	int ret;
+
+	snprintf(port, sizeof(port), "%d", r->o.port);
+	snprintf(r->peer, sizeof(r->peer), "%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+		 strchr(host, ':') ? "]" : "", r->o.port);
+	ret = getaddrinfo(host, port, &hints, &r->ai);
+	if (ret) {
+		pr_err("page server %s: %s", r->peer, gai_strerror(ret));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int make_slots(struct remote *r)
+{
+	size_t nb = r->o.bulk_depth, i, pages = nb * r->o.bulk_pages + URGENT_SLOTS * URGENT_SLOT_PAGES;
+	uint8_t *p;
+
+	r->arena_len = pages * PAGE_SZ;
+	r->arena = mmap(NULL, r->arena_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->arena == MAP_FAILED) {
+		r->arena = NULL;
+		pr_err("cannot map %zu MiB of receive buffers: %m", r->arena_len >> 20);
+		return -ENOMEM;
+	}
+	r->nr_reqs = nb + URGENT_SLOTS;
+	r->reqs = calloc(r->nr_reqs, sizeof(*r->reqs));
+	if (!r->reqs)
+		return -ENOMEM;
+	p = r->arena;
+	for (i = 0; i < r->nr_reqs; i++) {
+		struct req *q = &r->reqs[i];
+		bool bulk = i < nb;
+
+		q->buf = p;
+		q->cap = bulk ? r->o.bulk_pages : URGENT_SLOT_PAGES;
+		p += q->cap * PAGE_SZ;
+		if (bulk) {
+			q->next = r->free_bulk;
+			r->free_bulk = q;
+		} else {
+			q->next = r->free_urgent;
+			r->free_urgent = q;
+		}
+	}
+	return 0;
+}
+
+int remote_open(struct remote **out, const struct crimg *img, const struct remote_opts *o)
+{
+	struct remote *r = calloc(1, sizeof(*r));
+	size_t i;
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	r->img = img;
+	r->o = *o;
+	r->efd = -1;
+	pthread_mutex_init(&r->mu, NULL);
+	r->layout = o->layout;
+	if (!r->layout) {
+		r->layout = PS_LAYOUT_41;
+		for (i = 0; i < crimg_nr_tasks(img); i++) {
+			const struct crimg_task *t = crimg_task(img, i);
+
+			if (!t->zombie) {
+				r->layout = t->encoding == CRIMG_PAGEMAP_42 ? PS_LAYOUT_42 : PS_LAYOUT_41;
+				break;
+			}
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		struct conn *c = &r->conns[i];
+
+		c->r = r;
+		c->urgent = i == 1;
+		c->name = i ? "urgent" : "main";
+		c->ch.fd = -1;
+		c->state = i ? C_GONE : C_DOWN;
+		pthread_mutex_init(&c->mu, NULL);
+	}
+	*out = r;
+	signal(SIGPIPE, SIG_IGN);
+	r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->efd < 0) {
+		pr_err("eventfd: %m");
+		return -errno;
+	}
+	ret = lookup(r);
+	if (!ret)
+		ret = make_slots(r);
+	if (!ret && o->tls.on)
+		ret = tls_creds_load(&r->creds, &o->tls);
+	if (ret)
+		return ret;
+	/* The first connection, made here, so a wrong address fails before criu restore starts. */
+	r->conns[0].lost_ns = mono_ns();
+	ret = conn_connect(&r->conns[0]);
+	if (ret) {
+		pr_err("%s", r->fail_msg);
+		return ret;
+	}
+	pr_info("page server %s: connected, speaking %s%s", r->peer, ps_layout_name(r->layout),
+		r->creds ? " over TLS" : "");
+	return conn_start(&r->conns[0]);
+}
+
+int remote_fd(const struct remote *r)
+{
+	return r->efd;
+}
+
+static void start_urgent(struct remote *r)
+{
+	struct conn *c = &r->conns[1];
+
+	r->urgent_started = true;
+	if (r->o.single_connection)
+		return;
+	c->probe = true;
+	c->state = C_DOWN;
+	c->lost_ns = mono_ns();
+	if (conn_start(c))
+		c->state = C_GONE;
+}
+
+bool remote_has_urgent(struct remote *r)
+{
+	struct conn *c = &r->conns[1];
+	bool up;
+
+	pthread_mutex_lock(&c->mu);
+	/* Once it worked, a lost urgent connection is being restored: keep using it. */
+	up = c->state == C_UP || (c->ever_up && c->state == C_DOWN);
+	if (c->state == C_UP && c->probe)
+		c->probe = false;
+	pthread_mutex_unlock(&c->mu);
+	return up;
+}
+
+bool remote_bulk_slot(struct remote *r)
+{
+	unsigned int depth = remote_has_urgent(r) ? r->o.bulk_depth : r->o.bulk_depth_shared;
+
+	return r->free_bulk && r->bulk_busy < depth;
+}
+
+unsigned int remote_bulk_pages(const struct remote *r)
+{
+	return r->o.bulk_pages;
+}
+
+struct ps_req *remote_find(struct remote *r, pid_t vpid, uint64_t img_addr, bool urgent_only)
+{
+	struct req *q;
+
+	for (q = r->inflight; q; q = q->inext)
+		if (q->pub.vpid == vpid && img_addr >= q->pub.img_addr &&
+		    img_addr < q->pub.img_addr + (q->pub.nr_pages << PAGE_SHIFT) && (!urgent_only || q->pub.urgent))
+			return &q->pub;
+	return NULL;
+}
+
+int remote_get(struct remote *r, pid_t vpid, uint64_t img_addr, uint64_t nr, bool urgent, struct ps_req **out)
+{
+	struct conn *c = &r->conns[urgent && remote_has_urgent(r) ? 1 : 0];
+	struct req *q = urgent ? r->free_urgent : r->free_bulk;
+	int ret = 0;
+
+	if (!q)
+		return -EBUSY;
+	if (urgent)
+		r->free_urgent = q->next;
+	else
+		r->free_bulk = q->next;
+	if (nr > q->cap)
+		nr = q->cap;
+	memset(&q->pub, 0, sizeof(q->pub));
+	q->pub.vpid = vpid;
+	q->pub.img_addr = img_addr;
+	q->pub.nr_pages = nr;
+	q->pub.urgent = urgent;
+	q->pub.data = q->buf;
+	q->conn = c;
+	q->next = NULL;
+	q->iprev = NULL;
+	q->inext = r->inflight;
+	if (r->inflight)
+		r->inflight->iprev = q;
+	r->inflight = q;
+	if (!urgent)
+		r->bulk_busy++;
+	r->st.requests++;
+	if (urgent)
+		r->st.urgent_requests++;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->tail)
+		c->tail->next = q;
+	else
+		c->head = q;
+	c->tail = q;
+	if (c->state == C_UP) {
+		ret = send_hdr(r, &c->ch, PS_IOV_GET, nr, img_addr, (uint64_t)vpid);
+		/* Wake the receiver: it notices, reconnects and sends this one again. */
+		if (ret)
+			chan_shutdown(&c->ch);
+	}
+	pthread_mutex_unlock(&c->mu);
+	pr_debug("GET %llu pages at 0x%llx of task %d (%s)%s", (unsigned long long)nr, (unsigned long long)img_addr,
+		 vpid, c->name, ret ? ": send failed, will be re-sent" : "");
+	*out = &q->pub;
+	return 0;
+}
+
+int remote_next(struct remote *r, struct ps_req **out)
+{
+	struct req *q;
+	uint64_t junk;
+	bool failed;
+
+	if (read(r->efd, &junk, sizeof(junk)) < 0) {
+		/* EAGAIN: nothing new signalled; the queue may still hold entries. */
+	}
+	pthread_mutex_lock(&r->mu);
+	q = r->done_head;
+	if (q) {
+		r->done_head = q->next;
+		if (!r->done_head)
+			r->done_tail = NULL;
+	}
+	failed = r->failed;
+	pthread_mutex_unlock(&r->mu);
+	if (q) {
+		r->st.pages += q->pub.got;
+		if (!q->conn->urgent && !r->urgent_started)
+			start_urgent(r);
+		/* More may be queued behind it: make sure the loop comes back. */
+		notify(r);
+		*out = &q->pub;
+		return 1;
+	}
+	if (failed) {
+		pr_err("%s", r->fail_msg);
+		return -EIO;
+	}
+	*out = NULL;
+	return 0;
+}
+
+void remote_release(struct remote *r, struct ps_req *p)
+{
+	struct req *q = (struct req *)p;
+
+	if (q->iprev)
+		q->iprev->inext = q->inext;
+	else
+		r->inflight = q->inext;
+	if (q->inext)
+		q->inext->iprev = q->iprev;
+	q->iprev = q->inext = NULL;
+	if (q->pub.urgent) {
+		q->next = r->free_urgent;
+		r->free_urgent = q;
+	} else {
+		q->next = r->free_bulk;
+		r->free_bulk = q;
+		r->bulk_busy--;
+	}
+}
+
+size_t remote_describe_inflight(const struct remote *r, char *buf, size_t len)
+{
+	const struct req *q;
+	size_t n = 0, off = 0;
+
+	buf[0] = 0;
+	for (q = r->inflight; q; q = q->inext, n++)
+		if (n < 4 && off < len)
+			off += snprintf(buf + off, len - off, "%s%llu pages at 0x%llx of task %d", n ? ", " : "",
+					(unsigned long long)q->pub.nr_pages, (unsigned long long)q->pub.img_addr,
+					q->pub.vpid);
+	if (n > 4 && off < len)
+		snprintf(buf + off, len - off, " and %zu more requests", n - 4);
+	return n;
+}
+
+const char *remote_peer(const struct remote *r)
+{
+	return r->peer;
+}
+
+void remote_get_stats(const struct remote *r, struct remote_stats *st)
+{
+	*st = r->st;
+	st->urgent_channel = r->conns[1].ever_up;
+	st->layout = r->layout;
+	st->tls = r->creds != NULL;
+}
+
+static void conn_finish(struct conn *c, bool clean)
+{
+	struct remote *r = c->r;
+
+	pthread_mutex_lock(&c->mu);
+	if (clean && c->state == C_UP && !c->head) {
+		if (send_hdr(r, &c->ch, PS_IOV_CLOSE, 0, 0, 0))
+			chan_shutdown(&c->ch);
+		c->state = C_CLOSING;
+	} else {
+		chan_shutdown(&c->ch);
+	}
+	c->stop = true;
+	pthread_mutex_unlock(&c->mu);
+	if (c->started)
+		pthread_join(c->thr, NULL);
+	c->started = false;
+	pthread_mutex_lock(&c->mu);
+	if (c->ch.fd >= 0)
+		chan_close(&c->ch, false);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void remote_close(struct remote *r, bool clean)
+{
+	int i;
+
+	if (!r)
+		return;
+	for (i = 1; i >= 0; i--)
+		conn_finish(&r->conns[i], clean);
+	for (i = 0; i < 2; i++)
+		pthread_mutex_destroy(&r->conns[i].mu);
+	if (r->ai)
+		freeaddrinfo(r->ai);
+	tls_creds_free(r->creds);
+	if (r->arena)
+		munmap(r->arena, r->arena_len);
+	free(r->reqs);
+	if (r->efd >= 0)
+		close(r->efd);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
