@@ -127,13 +127,16 @@ static enum copy_res copy_run(struct daemon *d, struct lazy_task *t, size_t ri, 
 {
 	struct lazy_range *r = &t->ranges[ri];
 
+	uint64_t limit = n; /* pages per UFFDIO_COPY: 1 after ENOENT, to find where it stops */
+
 	*copied = 0;
 	while (n) {
 		uint64_t done, pages;
 		enum uffd_res res;
 		int err = 0;
 
-		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, n << PAGE_SHIFT, &done, &err);
+		res = uffd_copy(t->uffd, r->start + (k << PAGE_SHIFT), data, (n < limit ? n : limit) << PAGE_SHIFT, &done,
+				&err);
 		pages = done >> PAGE_SHIFT;
 		task_mark_done(t, r, k, pages);
 		*copied += pages;
@@ -156,6 +159,15 @@ static enum copy_res copy_run(struct daemon *d, struct lazy_task *t, size_t ri, 
 				break;
 			return COPY_RETRY;
 		case UFFD_NOENT:
+			/*
+			 * A copy must stay inside one VMA, and an mprotect() or madvise() of part
+			 * of a VMA after the restore splits it: retry page by page, so that only
+			 * a page that really is no longer registered is given up.
+			 */
+			if (limit > 1) {
+				limit = 1;
+				break;
+			}
 			return COPY_NOENT;
 		case UFFD_GONE:
 			return COPY_GONE;
