@@ -75,7 +75,8 @@ struct conn {
 	struct chan ch;
 	enum conn_state state;
 	struct req *head, *tail;
-	bool stop;
+	bool stop;    /* end now */
+	bool closing; /* end well: CLOSE once every answer is in, then read the status */
 	uint64_t lost_ns;
 	char lost_why[256];
 	bool ever_up;
@@ -257,7 +258,7 @@ static void conn_lost(struct conn *c, const char *why)
 		c->state = C_DOWN;
 		c->lost_ns = mono_ns();
 		snprintf(c->lost_why, sizeof(c->lost_why), "%s", why);
-		if (!c->stop)
+		if (!c->stop && !c->closing)
 			pr_warn("page server %s: %s connection lost (%s); reconnecting for up to %.0f s", r->peer,
 				c->name, why, r->o.reconnect_timeout);
 	}
@@ -480,14 +481,19 @@ static void *conn_main(void *arg)
 		pthread_mutex_lock(&c->mu);
 		st = c->state;
 		q = c->head;
-		if (c->stop && (st != C_CLOSING || q)) {
+		if (c->stop || st == C_GONE || (st == C_DOWN && c->closing)) {
+			c->state = C_GONE;
 			pthread_mutex_unlock(&c->mu);
 			break;
 		}
+		if (c->closing && st == C_UP && !q) {
+			/* Every answer is in: say goodbye (a lazy criu dump ends well only so). */
+			if (send_hdr(r, &c->ch, PS_IOV_CLOSE, 0, 0, 0))
+				chan_shutdown(&c->ch);
+			c->state = st = C_CLOSING;
+		}
 		pthread_mutex_unlock(&c->mu);
 
-		if (st == C_GONE)
-			break;
 		if (st == C_DOWN) {
 			ret = conn_connect(c);
 			if (ret) {
@@ -876,17 +882,14 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
 
 static void conn_finish(struct conn *c, bool clean)
 {
-	struct remote *r = c->r;
-
 	pthread_mutex_lock(&c->mu);
-	if (clean && c->state == C_UP && !c->head) {
-		if (send_hdr(r, &c->ch, PS_IOV_CLOSE, 0, 0, 0))
-			chan_shutdown(&c->ch);
-		c->state = C_CLOSING;
+	if (clean && c->state == C_UP) {
+		/* The receiver takes the answers still owed, then sends CLOSE. */
+		c->closing = true;
 	} else {
+		c->stop = true;
 		chan_shutdown(&c->ch);
 	}
-	c->stop = true;
 	pthread_mutex_unlock(&c->mu);
 	if (c->started)
 		pthread_join(c->thr, NULL);
