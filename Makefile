@@ -48,6 +48,7 @@ include plugin/plugin.mk
 include test/unit/unit.mk
 include test/zdtm/zdtm.mk
 include test/tools/restrict.mk
+include test/tools/remote.mk
 
 all: $(PROGS)
 

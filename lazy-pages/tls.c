@@ -354,6 +354,24 @@ void chan_close(struct chan *c, bool clean)
 		gnutls_deinit(c->tls);
 		c->tls = NULL;
 	}
+	if (c->fd >= 0 && clean) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		uint8_t junk[4096];
+		int i;
+
+		/*
+		 * Half-close, then read until the peer closes too: closing with its last bytes
+		 * (a TLS close_notify, say) unread would reset the connection, and CRIU's server
+		 * takes a reset after CLOSE for a failed session.
+		 */
+		shutdown(c->fd, SHUT_WR);
+		for (i = 0; i < 25 && poll(&p, 1, 20) >= 0; i++) {
+			ssize_t n = p.revents ? recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) : -1;
+
+			if (n == 0 || (n < 0 && p.revents && errno != EAGAIN && errno != EINTR))
+				break;
+		}
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

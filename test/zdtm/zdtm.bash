@@ -66,6 +66,11 @@ zdtm_setup() {
 	ZDTM_DPID=
 	ZDTM_DDPID=
 	ZDTM_DRC=
+	# Remote runs (remote.bash): command prefixes that enter the source's and the
+	# destination's network namespace, and the daemon's page-server options.
+	ZDTM_SRC_NS=()
+	ZDTM_DST_NS=()
+	ZDTM_DAEMON_ARGS=()
 	# Nothing from an earlier cycle in the same test may be taken for this one's.
 	rm -rf "$ZDTM_PIDFILE" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_ERR" "$ZDTM_IMG" "$ZDTM_WORK" \
 		"$ZDTM_STATS" "$ZDTM_DIR/chain"
@@ -132,7 +137,7 @@ zdtm_start() {
 	ZDTM_PROG=$LU_BUILD/zdtm/$prog
 	[ -x "$ZDTM_PROG" ] || { echo "zdtm: $ZDTM_PROG is not built ('make $ZDTM_PROG')"; return 1; }
 	# stderr goes to a file only until zt_init() points it at /dev/null (option errors).
-	setsid unshare -p -f setsid "$ZDTM_PROG" --pidfile "$ZDTM_PIDFILE" --outfile "$ZDTM_OUT" \
+	"${ZDTM_SRC_NS[@]}" setsid unshare -p -f setsid "$ZDTM_PROG" --pidfile "$ZDTM_PIDFILE" --outfile "$ZDTM_OUT" \
 		"$@" </dev/null >/dev/null 2>"$ZDTM_ERR" 3>&- &
 	ZDTM_LAUNCHER=$!
 	for ((i = 0; i < ZDTM_START_TIMEOUT * 20; i++)); do
@@ -154,7 +159,7 @@ zdtm_start() {
 # zdtm_dump [CRIU ARGS...]
 zdtm_dump() {
 	local rc=0 i
-	"$CRIU" dump -t "$ZDTM_PID" -D "$ZDTM_IMG" -o dump.log -v4 "$@" >/dev/null 2>&1 || rc=$?
+	"${ZDTM_SRC_NS[@]}" "$CRIU" dump -t "$ZDTM_PID" -D "$ZDTM_IMG" -o dump.log -v4 "$@" >/dev/null 2>&1 || rc=$?
 	[ "$rc" = 0 ] || { zdtm_fail "criu dump failed ($rc)"; return 1; }
 	# Dumped trees are killed: wait for the old root to go, so its pid is free again.
 	for ((i = 0; i < 200; i++)); do
@@ -168,7 +173,7 @@ zdtm_dump() {
 # default is the images dir), which the caller passes as -W when it is not ZDTM_IMG.
 zdtm_restore() {
 	local rc=0
-	"$CRIU" restore -d -D "$ZDTM_IMG" -o restore.log -v4 --pidfile restored.pid "$@" \
+	"${ZDTM_DST_NS[@]}" "$CRIU" restore -d -D "$ZDTM_IMG" -o restore.log -v4 --pidfile restored.pid "$@" \
 		</dev/null >/dev/null 2>&1 3>&- || rc=$?
 	[ "$rc" = 0 ] || { zdtm_fail "criu restore failed ($rc)"; return 1; }
 	ZDTM_RPID=$(cat "${ZDTM_RWORK:-$ZDTM_IMG}/restored.pid" 2>/dev/null)
@@ -273,12 +278,13 @@ zdtm_lazy_start_daemon() {
 	case $daemon in
 	ours)
 		[ -x "$LAZY_UFFD" ] || { exec {fd}<&-; zdtm_fail "$LAZY_UFFD is not built"; return 1; }
-		(cd "$cwd" && exec "$LAZY_UFFD" daemon -D "$dir" -W "$work" -o lazy.log -v4 --status-fd 9 \
-			--stats "$ZDTM_STATS") 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
+		(cd "$cwd" && exec "${ZDTM_DST_NS[@]}" "$LAZY_UFFD" daemon -D "$dir" -W "$work" -o lazy.log -v4 \
+			--status-fd 9 --stats "$ZDTM_STATS" "${ZDTM_DAEMON_ARGS[@]}") 9>"$fifo" </dev/null \
+			>"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
 		;;
 	criu)
-		(cd "$cwd" && exec "$CRIU" lazy-pages -D "$dir" -W "$work" -o lazy.log -v4 --status-fd 9) \
-			9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
+		(cd "$cwd" && exec "${ZDTM_DST_NS[@]}" "$CRIU" lazy-pages -D "$dir" -W "$work" -o lazy.log -v4 \
+			--status-fd 9 "${ZDTM_DAEMON_ARGS[@]}") 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
 		;;
 	*)
 		exec {fd}<&-
@@ -483,6 +489,10 @@ zdtm_teardown() {
 	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
 	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
 	[ -n "${ZDTM_DDPID:-}" ] && zdtm_kill "$ZDTM_DDPID" "$(zdtm_daemon_comm)"
+	# Remote runs: the source side's processes and the network namespaces (remote.bash).
+	if declare -F zdtm_remote_teardown >/dev/null; then
+		zdtm_remote_teardown
+	fi
 	# Big images go now rather than at the end of the run.
 	[ -n "${ZDTM_DIR:-}" ] && rm -rf "$ZDTM_DIR/img" "$ZDTM_DIR/chain" "$ZDTM_WORK"
 	[ -n "${ZDTM_IMG:-}" ] && rm -rf "$ZDTM_IMG"

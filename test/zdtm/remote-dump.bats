@@ -1,0 +1,289 @@
+#!/usr/bin/env bats
+# Remote lazy restores, pairing 1: our daemon (`lazy-uffd daemon --page-server`) with
+# `criu dump --lazy-pages --port` as the source: the lazy pages never reach a file, they
+# stay in the frozen dumped tree until the daemon asks for them.
+#
+# Every lazy zdtm test of lazy.bats and lazy-scenarios.bats, plain and over TLS, with the
+# source (program, criu dump) and the destination (daemon, criu restore) in two network
+# namespaces joined by a veth pair (remote.bash). Parent-image tests have no run here: a
+# lazy dump writes no page data that a parent chain could be made of (and criu pre-dump
+# cannot run on this kernel); remote-ps.bats and remote-criu.bats run them.
+
+load ../lib
+load zdtm
+load remote
+
+BALLAST=256M
+
+setup() {
+	lu_require_root || return
+	lu_require_criu || return
+	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
+	zdtm_setup
+	zdtm_remote_setup
+}
+
+teardown() {
+	zdtm_teardown
+}
+
+thp_required() {
+	grep -qE '\[(always|madvise)\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null ||
+		lu_skip "transparent huge pages are disabled"
+}
+
+# --- plain TCP ---
+
+@test "remote dump: anon 4K" {
+	zdtm_remote_run dump anon --size 4K
+}
+
+@test "remote dump: anon 2M+4K (not THP aligned)" {
+	zdtm_remote_run dump anon --size 2M+4K
+}
+
+@test "remote dump: anon 64M" {
+	zdtm_remote_run dump anon --size 64M
+}
+
+@test "remote dump: anon 1G" {
+	zdtm_remote_run dump anon --size 1G
+}
+
+@test "remote dump: sparse" {
+	zdtm_remote_run dump sparse
+}
+
+@test "remote dump: zeropages" {
+	zdtm_remote_run dump zeropages
+}
+
+@test "remote dump: tree" {
+	zdtm_remote_run dump tree
+}
+
+@test "remote dump: threads" {
+	zdtm_remote_run dump threads
+}
+
+@test "remote dump: anon 64M, first touches in address order" {
+	zdtm_remote_run dump anon --size 64M --check-order seq --ballast $BALLAST
+}
+
+@test "remote dump: anon 64M, first touches in random order" {
+	zdtm_remote_run dump anon --size 64M --check-order random --ballast $BALLAST
+}
+
+@test "remote dump: anon 64M, first touches are writes in random order" {
+	zdtm_remote_run dump anon --size 64M --check-order write --ballast $BALLAST
+}
+
+@test "remote dump: fork after restore" {
+	zdtm_remote_run dump forkcheck --ballast $BALLAST
+	[ "$(grep -c '"forked_from": *1' "$ZDTM_STATS")" = 2 ]
+}
+
+@test "remote dump: MADV_DONTNEED on lazy ranges" {
+	zdtm_remote_run dump lazyops --op dontneed --ballast $BALLAST
+}
+
+@test "remote dump: munmap of lazy ranges, and MAP_FIXED over one" {
+	zdtm_remote_run dump lazyops --op munmap --ballast $BALLAST
+}
+
+@test "remote dump: mremap of lazy ranges" {
+	zdtm_remote_run dump lazyops --op mremap --ballast $BALLAST
+}
+
+@test "remote dump: mremap of parts of lazy VMAs" {
+	zdtm_remote_run dump lazyops --op mremap-part --ballast $BALLAST
+}
+
+@test "remote dump: mremap MREMAP_DONTUNMAP of a lazy VMA" {
+	zdtm_remote_run dump lazyops --op mremap-dontunmap --ballast $BALLAST
+}
+
+@test "remote dump: stack growth below the dumped stack VMA" {
+	zdtm_remote_run dump lazyops --op stackgrow --ballast $BALLAST
+}
+
+@test "remote dump: mremap, MADV_DONTNEED and munmap while four threads fault" {
+	zdtm_remote_run dump lazyops --op churn --ballast $BALLAST
+}
+
+@test "remote dump: adjacent lazy VMAs that differ only in protection" {
+	zdtm_remote_run dump lazyops --op prot-layout --ballast $BALLAST
+}
+
+@test "remote dump: mprotect PROT_NONE, then PROT_READ, of whole lazy VMAs" {
+	zdtm_remote_run dump lazyops --op mprotect --ballast $BALLAST
+}
+
+@test "remote dump: mprotect of part of a lazy VMA (splits it)" {
+	zdtm_remote_run dump lazyops --op mprotect-split --ballast $BALLAST
+}
+
+@test "remote dump: MADV_NOHUGEPAGE on part of a lazy VMA (splits it)" {
+	zdtm_remote_run dump lazyops --op madvise-split --ballast $BALLAST
+}
+
+@test "remote dump: anon 64M THP-eligible" {
+	thp_required || return
+	zdtm_remote_run dump anon --size 64M --thp --check-order seq --ballast $BALLAST
+}
+
+@test "remote dump: eight threads fault shared and own pages at once" {
+	zdtm_remote_run dump threads --shared 16M --ballast $BALLAST
+}
+
+@test "remote dump: a tree with two zombies" {
+	zdtm_remote_run dump zombie
+	[ "$(zdtm_remote_stats_pids)" = "1 3 " ]
+}
+
+@test "remote dump: 1G, exits at once after SIGTERM" {
+	zdtm_remote_run dump anon --size 1G --exit-at-once
+	grep -q '"exited_early": *true' "$ZDTM_STATS"
+}
+
+@test "remote dump: 1G, execs itself after SIGTERM" {
+	zdtm_remote_run dump anon --size 1G --exec-after
+	grep -q '"exited_early": *true' "$ZDTM_STATS"
+}
+
+@test "remote dump: a root with 40 children" {
+	zdtm_remote_run dump fanout --children 40
+	[ "$(grep -c '"pid":' "$ZDTM_STATS")" = 41 ]
+}
+
+@test "remote dump: 256M, 1% pattern, the rest zero or never written" {
+	zdtm_remote_run dump mostlyzero --ballast $BALLAST
+}
+
+# --- over TLS ---
+
+@test "remote dump tls: anon 4K" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 4K
+}
+
+@test "remote dump tls: anon 2M+4K (not THP aligned)" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 2M+4K
+}
+
+@test "remote dump tls: anon 64M" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 64M
+}
+
+@test "remote dump tls: anon 1G" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 1G
+}
+
+@test "remote dump tls: sparse" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump sparse
+}
+
+@test "remote dump tls: zeropages" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump zeropages
+}
+
+@test "remote dump tls: tree" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump tree
+}
+
+@test "remote dump tls: threads" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump threads
+}
+
+@test "remote dump tls: anon 64M, first touches in address order" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 64M --check-order seq --ballast $BALLAST
+}
+
+@test "remote dump tls: anon 64M, first touches in random order" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 64M --check-order random --ballast $BALLAST
+}
+
+@test "remote dump tls: anon 64M, first touches are writes in random order" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 64M --check-order write --ballast $BALLAST
+}
+
+@test "remote dump tls: fork after restore" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump forkcheck --ballast $BALLAST
+	[ "$(grep -c '"forked_from": *1' "$ZDTM_STATS")" = 2 ]
+}
+
+@test "remote dump tls: MADV_DONTNEED on lazy ranges" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op dontneed --ballast $BALLAST
+}
+
+@test "remote dump tls: munmap of lazy ranges, and MAP_FIXED over one" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op munmap --ballast $BALLAST
+}
+
+@test "remote dump tls: mremap of lazy ranges" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op mremap --ballast $BALLAST
+}
+
+@test "remote dump tls: mremap of parts of lazy VMAs" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op mremap-part --ballast $BALLAST
+}
+
+@test "remote dump tls: mremap MREMAP_DONTUNMAP of a lazy VMA" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op mremap-dontunmap --ballast $BALLAST
+}
+
+@test "remote dump tls: stack growth below the dumped stack VMA" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op stackgrow --ballast $BALLAST
+}
+
+@test "remote dump tls: mremap, MADV_DONTNEED and munmap while four threads fault" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op churn --ballast $BALLAST
+}
+
+@test "remote dump tls: adjacent lazy VMAs that differ only in protection" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op prot-layout --ballast $BALLAST
+}
+
+@test "remote dump tls: mprotect PROT_NONE, then PROT_READ, of whole lazy VMAs" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op mprotect --ballast $BALLAST
+}
+
+@test "remote dump tls: mprotect of part of a lazy VMA (splits it)" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op mprotect-split --ballast $BALLAST
+}
+
+@test "remote dump tls: MADV_NOHUGEPAGE on part of a lazy VMA (splits it)" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump lazyops --op madvise-split --ballast $BALLAST
+}
+
+@test "remote dump tls: anon 64M THP-eligible" {
+	thp_required || return
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 64M --thp --check-order seq --ballast $BALLAST
+}
+
+@test "remote dump tls: eight threads fault shared and own pages at once" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump threads --shared 16M --ballast $BALLAST
+}
+
+@test "remote dump tls: a tree with two zombies" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump zombie
+	[ "$(zdtm_remote_stats_pids)" = "1 3 " ]
+}
+
+@test "remote dump tls: 1G, exits at once after SIGTERM" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 1G --exit-at-once
+	grep -q '"exited_early": *true' "$ZDTM_STATS"
+}
+
+@test "remote dump tls: 1G, execs itself after SIGTERM" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump anon --size 1G --exec-after
+	grep -q '"exited_early": *true' "$ZDTM_STATS"
+}
+
+@test "remote dump tls: a root with 40 children" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump fanout --children 40
+	[ "$(grep -c '"pid":' "$ZDTM_STATS")" = 41 ]
+}
+
+@test "remote dump tls: 256M, 1% pattern, the rest zero or never written" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump mostlyzero --ballast $BALLAST
+}
