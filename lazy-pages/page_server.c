@@ -161,10 +161,10 @@ static int serve_get(struct session *s, const struct ps_hdr *h)
 }
 
 /*
- * Which layout does this client speak? Its first request tells: read as 4.1, a GET has
- * a non-zero u32 count, an aligned address and a pid of the images; read as 4.2 those
- * bytes are padding, the count and the address. A first CLOSE is taken as 4.1: a 4.2
- * client's 8 further bytes are then just read before its EOF.
+ * Which layout does this client speak? Its first request tells: read as 4.1, a GET has a
+ * non-zero u32 count and then a pid; read as 4.2 those bytes are padding (zero from CRIU
+ * and from us) and, at 16..23, a page-aligned address, which a pid hardly ever is. A first
+ * CLOSE is taken as 4.1: a 4.2 client's 8 further bytes are then read before its EOF.
  */
 static enum ps_layout detect_layout(struct session *s, const uint8_t *b)
 {
@@ -177,8 +177,10 @@ static enum ps_layout detect_layout(struct session *s, const uint8_t *b)
 	case PS_IOV_GET:
 		if (!pad)
 			return PS_LAYOUT_42;
-		if (h41.vaddr % CRIMG_PAGE_SIZE == 0 && h41.dst_id && h41.dst_id <= INT_MAX &&
-		    crimg_find_task(s->srv->img, (pid_t)h41.dst_id))
+		/* Read as 4.2, bytes 16..23 (4.1's pid) are the address: aligned, or not 4.2. */
+		if (h41.dst_id % CRIMG_PAGE_SIZE)
+			return PS_LAYOUT_41;
+		if (h41.dst_id && h41.dst_id <= INT_MAX && crimg_find_task(s->srv->img, (pid_t)h41.dst_id))
 			return PS_LAYOUT_41;
 		return PS_LAYOUT_42;
 	case PS_IOV_LU_HELLO:

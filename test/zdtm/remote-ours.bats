@@ -1,0 +1,266 @@
+#!/usr/bin/env bats
+# Remote lazy restores served by our page server (`lazy-uffd page-server`): to our daemon
+# (urgent channel for faults), several restores from one dump, PE_LAZY|PE_PARENT chains,
+# and failure: a page server killed mid-transfer (restarted, or not) and a page server
+# that answers wrongly (test/tools/fake-ps). Source and destination in two network
+# namespaces (remote.bash).
+
+load ../lib
+load zdtm
+load remote
+
+setup() {
+	lu_require_root || return
+	lu_require_criu || return
+	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
+	zdtm_setup
+	zdtm_remote_setup
+}
+
+teardown() {
+	zdtm_teardown
+}
+
+# rate_limit RATE: shape the source's side of the veth, so a transfer lasts long enough
+# to be interrupted on purpose.
+rate_limit() {
+	"${ZDTM_SRC_NS[@]}" tc qdisc add dev ve-src root tbf rate "$1" burst 256kb latency 50ms
+}
+
+# restored_tree: the host pids of the restored root and all its descendants.
+restored_tree() {
+	local pids=" $ZDTM_RPID " p pp changed=1
+	while [ "$changed" = 1 ]; do
+		changed=0
+		while read -r p pp; do
+			if [[ $pids == *" $pp "* && $pids != *" $p "* ]]; then
+				pids+="$p "
+				changed=1
+			fi
+		done < <(ps -e -o pid=,ppid=)
+	done
+	echo "$pids"
+}
+
+@test "remote ours: anon 64M, faults on the urgent channel" {
+	zdtm_remote_run ours anon --size 64M --check-order random --ballast 256M
+	grep -q '"urgent_channel": true' "$ZDTM_STATS"
+	grep -q 'a lazy-uffd daemon.s urgent channel' "$ZDTM_DIR/ps.log"
+}
+
+@test "remote ours tls: anon 64M, faults on the urgent channel" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_run ours anon --size 64M --check-order random --ballast 256M
+	grep -q '"urgent_channel": true' "$ZDTM_STATS"
+}
+
+@test "remote ours: --ps-single-connection keeps faults on the one connection" {
+	ZDTM_REMOTE_DAEMON_ARGS=(--ps-single-connection)
+	zdtm_remote_run ours anon --size 64M --check-order random --ballast 256M
+	grep -q '"urgent_channel": false' "$ZDTM_STATS"
+}
+
+@test "remote ours: a tree, both header layouts forced (--ps-protocol 4.1 and 4.2)" {
+	ZDTM_REMOTE_DAEMON_ARGS=(--ps-protocol 4.1)
+	zdtm_remote_run ours tree
+	grep -q '"header_bytes": 24' "$ZDTM_STATS"
+	grep -q 'speaks CRIU 4.1 (24-byte headers)' "$ZDTM_DIR/ps.log"
+	zdtm_setup
+	zdtm_remote_teardown
+	zdtm_remote_setup
+	ZDTM_REMOTE_DAEMON_ARGS=(--ps-protocol 4.2)
+	zdtm_remote_run ours tree
+	grep -q '"header_bytes": 32' "$ZDTM_STATS"
+	grep -q 'speaks CRIU 4.2 (32-byte headers)' "$ZDTM_DIR/ps.log"
+}
+
+@test "remote ours: parent images b -> a, PE_LAZY|PE_PARENT, served from the parent" {
+	zdtm_remote_chain_run ours lazy-parent 1 anon --size 64M --check-order random --ballast 256M
+}
+
+@test "remote ours tls: parent images c -> b -> a, PE_LAZY|PE_PARENT, four tasks" {
+	ZDTM_REMOTE_TLS=1 zdtm_remote_chain_run ours lazy-parent 2 tree
+}
+
+# again DAEMON: one more lazy restore of the same images from the page server.
+again() {
+	rm -f "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_STATS"
+	rm -rf "$ZDTM_WORK"
+	ZDTM_RPID=
+	zdtm_remote_copy || return 1
+	zdtm_remote_restore "$1" || return 1
+	zdtm_stop || return 1
+	zdtm_expect_pass || return 1
+	zdtm_lazy_finish || return 1
+	if [ "$1" = ours ]; then
+		zdtm_remote_check_stats || return 1
+	fi
+}
+
+@test "remote ours: one dump feeds three restores one after another (ours, criu's daemon, ours)" {
+	zdtm_start anon --size 64M --check-order random --ballast 64M --expect-lazy --settle
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_tls
+	zdtm_remote_ps_start
+	again ours
+	again criu
+	again ours
+	# It served all three and still runs, with nothing to complain about.
+	zdtm_alive "$ZDTM_SRCPID"
+	[ -z "$(zdtm_lazy_errors "$ZDTM_DIR/ps.log")" ]
+	[ "$(grep -c 'client closed the connection\|closed by the client' "$ZDTM_DIR/ps.log")" -ge 3 ]
+	kill -TERM "$ZDTM_SRCPID"
+	zdtm_remote_finish_source
+}
+
+@test "remote ours: the page server killed mid-transfer and restarted: the restore completes" {
+	rate_limit 1gbit
+	ZDTM_REMOTE_DAEMON_ARGS=(--reconnect-timeout 20)
+	zdtm_start anon --size 256M --check-order random --expect-lazy --settle
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_tls
+	zdtm_remote_ps_start
+	zdtm_remote_copy
+	zdtm_remote_restore ours
+	sleep 0.5
+	zdtm_alive "$ZDTM_DPID" # still transferring
+	kill -KILL "$ZDTM_SRCPID"
+	wait "$ZDTM_SRCPID" || true
+	sleep 1
+	zdtm_remote_ps_start
+	zdtm_stop
+	zdtm_expect_pass
+	zdtm_lazy_finish
+	grep -qE '"reconnects": [1-9]' "$ZDTM_STATS"
+	grep -q 'connection lost' "$ZDTM_WORK/lazy.log"
+	grep -q 'connection re-established after' "$ZDTM_WORK/lazy.log"
+}
+
+@test "remote ours: the page server killed and not restarted: error, restored tree killed, exit 1" {
+	rate_limit 1gbit
+	ZDTM_REMOTE_DAEMON_ARGS=(--reconnect-timeout 3)
+	zdtm_start tree --ballast 256M --expect-lazy --settle
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_tls
+	zdtm_remote_ps_start
+	zdtm_remote_copy
+	zdtm_remote_restore ours
+	local tree t0 t1 p
+	tree=$(restored_tree)
+	[ "$(wc -w <<<"$tree")" -ge 4 ]
+	sleep 0.3
+	zdtm_alive "$ZDTM_DPID"
+	kill -KILL "$ZDTM_SRCPID"
+	wait "$ZDTM_SRCPID" || true
+	ZDTM_SRCPID=
+	t0=$(date +%s.%N)
+	ZDTM_LAZY_TIMEOUT=15 zdtm_lazy_wait
+	t1=$(date +%s.%N)
+	echo "daemon exited $ZDTM_DRC after $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
+	[ "$ZDTM_DRC" = 1 ]
+	# Within the timeout, plus a little.
+	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 6) }'
+	grep -E 'Error .*page server 10\.77\.0\.1:27027: main connection closed by the server and not re-established within 3 s' "$ZDTM_WORK/lazy.log"
+	grep -E 'Error .*page server 10\.77\.0\.1:27027: [0-9]+ lazy pages of [0-9]+ tasks cannot be served' "$ZDTM_WORK/lazy.log"
+	grep -q 'killing restored task' "$ZDTM_WORK/lazy.log"
+	for ((i = 0; i < 100; i++)); do
+		left=
+		for p in $tree; do
+			zdtm_alive "$p" && left+="$p "
+		done
+		[ -z "$left" ] && break
+		sleep 0.05
+	done
+	[ -z "$left" ] || { echo "restored processes left: $left"; false; }
+}
+
+# fake_server MODE: our daemon against test/tools/fake-ps answering wrongly after 40 good answers.
+fake_server() {
+	local layout=24 out
+	[ "$CRIU_SERIES" = 4.2 ] && layout=32
+	zdtm_start anon --size 64M --ballast 64M --expect-lazy --settle
+	zdtm_dump
+	ZDTM_SRCIMG=$ZDTM_DIR/img
+	"${ZDTM_SRC_NS[@]}" "$LU_BUILD/test/tools/fake-ps" -D "$ZDTM_SRCIMG" --address "$ZDTM_REMOTE_SRC_IP" \
+		--port "$ZDTM_REMOTE_PORT" --layout $layout --good 40 --bad "$1" >"$ZDTM_DIR/fake.out" 2>&1 &
+	ZDTM_SRCPID=$!
+	ZDTM_SRCCOMM=fake-ps
+	for ((i = 0; i < 100; i++)); do
+		grep -q listening "$ZDTM_DIR/fake.out" && break
+		sleep 0.05
+	done
+	zdtm_remote_copy
+	ZDTM_REMOTE_DAEMON_ARGS=(--reconnect-timeout 5)
+	# The restored tree may be killed before criu restore has returned.
+	zdtm_remote_restore ours || true
+	ZDTM_RPID=$(cat "$ZDTM_WORK/restored.pid")
+	[ -n "$ZDTM_RPID" ]
+	local tree
+	tree=$(restored_tree)
+	ZDTM_LAZY_TIMEOUT=20 zdtm_lazy_wait
+	cat "$ZDTM_DIR/fake.out"
+	grep -q "sent a $1 answer" "$ZDTM_DIR/fake.out"
+	# A clean exit 1, not a crash.
+	[ "$ZDTM_DRC" = 1 ]
+	grep -q 'killing restored task 1' "$ZDTM_WORK/lazy.log"
+	for ((i = 0; i < 100; i++)); do
+		left=
+		for p in $tree; do
+			zdtm_alive "$p" && left+="$p "
+		done
+		[ -z "$left" ] && break
+		sleep 0.05
+	done
+	[ -z "$left" ]
+}
+
+@test "remote ours: a page server announcing more pages than asked: protocol violation, tree killed" {
+	fake_server wrong-size
+	grep -E 'Error .*page server 10\.77\.0\.1:27027 announced [0-9]+ pages for our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1 \(wrong length, protocol violation\)' "$ZDTM_WORK/lazy.log"
+}
+
+@test "remote ours: a page server answering for another address: protocol violation, tree killed" {
+	fake_server wrong-addr
+	grep -E 'Error .*page server 10\.77\.0\.1:27027 sent pages at 0x[0-9a-f]+ of task 1 for our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1: not what was asked \(protocol violation\)' "$ZDTM_WORK/lazy.log"
+}
+
+@test "remote ours: a page server answering with a garbage command: protocol violation, tree killed" {
+	fake_server garbage-cmd
+	grep -E 'Error .*page server 10\.77\.0\.1:27027 answered our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1 with unknown command 0xdeadbeef \(protocol violation' "$ZDTM_WORK/lazy.log"
+}
+
+# ps_probe HEX...: send the header bytes to our page server from the destination
+# namespace; prints what came back, in hex.
+ps_probe() {
+	"${ZDTM_DST_NS[@]}" bash -c '
+		exec 3<>/dev/tcp/'"$ZDTM_REMOTE_SRC_IP/$ZDTM_REMOTE_PORT"' || exit 1
+		printf "$1" >&3
+		timeout 2 head -c "$2" <&3 | od -An -tx1 | tr -d " \n"' _ "$1" "$2"
+}
+
+@test "remote ours: the page server refuses what is not a lazy page, tells 4.1 from 4.2, closes on garbage" {
+	zdtm_start anon --size 1M
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_ps_start
+	# 4.1 GET, 1 page at 0x1000 of task 1 (no VMA there): refused, address echoed.
+	out=$(ps_probe '\x07\0\0\0\x01\0\0\0\0\x10\0\0\0\0\0\0\x01\0\0\0\0\0\0\0' 24)
+	[ "$out" = 060000000000000000100000000000000100000000000000 ]
+	# The same in 4.2's layout (padding after cmd, 64-bit count).
+	out=$(ps_probe '\x07\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x10\0\0\0\0\0\0\x01\0\0\0\0\0\0\0' 32)
+	[ "$out" = 0600000000000000000000000000000000100000000000000100000000000000 ]
+	# 4.1 GET of a task that is not in the images (CRIU's server crashes here).
+	out=$(ps_probe '\x07\0\0\0\x01\0\0\0\0\x10\0\0\0\0\0\0\x01\x01\0\0\0\0\0\0' 24)
+	[ "$out" = 060000000000000000100000000000000101000000000000 ]
+	# A command nobody knows: logged, the session closed, the server goes on.
+	out=$(ps_probe '\xef\xbe\xad\xde\x01\0\0\0\0\x10\0\0\0\0\0\0\x01\0\0\0\0\0\0\0' 24)
+	[ -z "$out" ]
+	grep -q 'unknown command 0xdeadbeef' "$ZDTM_DIR/ps.log"
+	grep -q 'refused: no such task in the images' "$ZDTM_DIR/ps.log"
+	grep -q 'refused: outside every VMA of the task' "$ZDTM_DIR/ps.log"
+	zdtm_alive "$ZDTM_SRCPID"
+	kill -TERM "$ZDTM_SRCPID"
+	wait "$ZDTM_SRCPID" || true
+}
