@@ -12,7 +12,10 @@
  * thread probes all regions (mincore), then releases the threads through a barrier so
  * they fault at once: even threads check the shared region first and then their own,
  * odd threads the other way round, so the same pages and different pages are asked
- * for at the same time.
+ * for at the same time. The threads then stay until zt_settle() has returned (with
+ * --settle: until the lazy-pages daemon has exited), unless --exit-early: then they exit
+ * at once, and glibc drops their stacks (MADV_DONTNEED, and munmap beyond its stack
+ * cache) while the daemon may still be copying.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,7 +46,7 @@ static __thread unsigned int tls_idx = ~0U;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static unsigned int nr_ready;
-static bool go;
+static bool go, released, exit_early;
 
 static void *thread_main(void *arg)
 {
@@ -80,6 +83,12 @@ static void *thread_main(void *arg)
 	if (gettid() != t->tid)
 		zt_fail("threads %u: tid %d after restore, was %d", t->idx, (int)gettid(),
 			(int)t->tid);
+	if (shared && !exit_early) {
+		pthread_mutex_lock(&lock);
+		while (!released)
+			pthread_cond_wait(&cond, &lock);
+		pthread_mutex_unlock(&lock);
+	}
 	return NULL;
 }
 
@@ -103,6 +112,7 @@ int main(int argc, char **argv)
 	const struct zt_opt opts[] = {
 		{ "size", ZT_OPT_SIZE, &size, false, "bytes of memory per thread (default 1M)" },
 		{ "shared", ZT_OPT_SIZE, &shared_size, false, "bytes every thread checks (default none)" },
+		{ "exit-early", ZT_OPT_FLAG, &exit_early, false, "with --shared: threads exit right after their checks" },
 		{ NULL },
 	};
 	unsigned int i;
@@ -156,6 +166,13 @@ int main(int argc, char **argv)
 	go = true;
 	pthread_cond_broadcast(&cond);
 	pthread_mutex_unlock(&lock);
+	if (shared) {
+		zt_settle();
+		pthread_mutex_lock(&lock);
+		released = true;
+		pthread_cond_broadcast(&cond);
+		pthread_mutex_unlock(&lock);
+	}
 	for (i = 0; i < NR_THREADS; i++)
 		pthread_join(thrs[i].th, NULL);
 	if (shared)
