@@ -260,14 +260,12 @@ zdtm_daemon_comm() {
 # zdtm_lazy_start_daemon DAEMON: start it in the background on ZDTM_IMG and wait for its
 # ready byte (exactly one NUL on --status-fd, then EOF).
 zdtm_lazy_start_daemon() {
-	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte i ok=
+	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte= ok=
 	ZDTM_DAEMON=$daemon
 	ZDTM_DRC=
 	mkdir -p "$ZDTM_WORK"
 	rm -f "$fifo" "$ZDTM_STATS"
 	mkfifo "$fifo" || { zdtm_fail "mkfifo $fifo"; return 1; }
-	# Read-write, so this open never blocks; the bounded reads below stop on time-out.
-	exec {fd}<>"$fifo"
 	# With ZDTM_LAZY_RELATIVE=1 the daemon gets -D and -W relative to its cwd, ZDTM_DIR.
 	local dir=$ZDTM_IMG work=$ZDTM_WORK cwd=$PWD
 	if [ "${ZDTM_LAZY_RELATIVE:-0}" = 1 ]; then
@@ -277,7 +275,7 @@ zdtm_lazy_start_daemon() {
 	fi
 	case $daemon in
 	ours)
-		[ -x "$LAZY_UFFD" ] || { exec {fd}<&-; zdtm_fail "$LAZY_UFFD is not built"; return 1; }
+		[ -x "$LAZY_UFFD" ] || { zdtm_fail "$LAZY_UFFD is not built"; return 1; }
 		(cd "$cwd" && exec "${ZDTM_DST_NS[@]}" "$LAZY_UFFD" daemon -D "$dir" -W "$work" -o lazy.log -v4 \
 			--status-fd 9 --stats "$ZDTM_STATS" "${ZDTM_DAEMON_ARGS[@]}") 9>"$fifo" </dev/null \
 			>"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
@@ -287,19 +285,18 @@ zdtm_lazy_start_daemon() {
 			--status-fd 9 "${ZDTM_DAEMON_ARGS[@]}") 9>"$fifo" </dev/null >"$ZDTM_DIR/daemon.out" 2>&1 3>&- &
 		;;
 	*)
-		exec {fd}<&-
 		zdtm_fail "unknown lazy-pages daemon '$daemon' (ours or criu)"
 		return 1
 		;;
 	esac
 	ZDTM_DPID=$!
-	for ((i = 0; i < ZDTM_READY_TIMEOUT * 10; i++)); do
-		if IFS= read -r -d '' -t 0.1 -u "$fd" byte; then
-			[ -z "$byte" ] && ok=1
-			break
-		fi
-		zdtm_alive "$ZDTM_DPID" || break
-	done
+	# Read-only: the open meets the daemon's own (its shell opened fd 9 before the exec),
+	# and a daemon that dies without writing gives EOF at once. One read with the whole
+	# timeout: bash can lose a byte it read just as a read -t timer fires.
+	exec {fd}<"$fifo"
+	if IFS= read -r -d '' -t "$ZDTM_READY_TIMEOUT" -u "$fd" byte; then
+		[ -z "$byte" ] && ok=1
+	fi
 	exec {fd}<&-
 	rm -f "$fifo"
 	if [ -z "$ok" ]; then
