@@ -15,3 +15,6 @@ $(O)/test/tools/mkparent: $(O)/obj/test/tools/mkparent.o $(O)/obj/gen/pagemap.pb
 
 .PHONY: test-tools
 test-tools: $(TEST_TOOLS)
+
+# The zdtm tests use mkparent: `make zdtm` builds it too.
+zdtm: $(TEST_TOOLS)

@@ -296,17 +296,12 @@ thp_required() {
 	zdtm_expect_pass
 }
 
-# zdtm_chain_run DAEMON FLAGS LEVELS PROG [ARGS...]
+# zdtm_chain_run DAEMON FLAGS LEVELS PROG [ARGS...]: the dump becomes a parent chain
+# (zdtm_mkchain) before the lazy restore.
 zdtm_chain_run() {
 	local daemon=$1 flags=$2 levels=$3
 	shift 3
-	zdtm_start "$@" --expect-lazy --settle || return 1
-	zdtm_dump || return 1
-	zdtm_mkchain "$flags" "$levels" || return 1
-	zdtm_lazy_restore "$daemon" || return 1
-	zdtm_stop || return 1
-	zdtm_expect_pass || return 1
-	zdtm_lazy_finish
+	ZDTM_AFTER_DUMP="zdtm_mkchain $flags $levels" zdtm_run_lazy "$daemon" "$@"
 }
 
 # PE_PARENT (1): criu restore fills those pages from the parent itself; both daemons

@@ -34,8 +34,11 @@
  *         by zt_check_regions()). Mapped after everything else, it sits below the
  *         test's memory, and lazy daemons fill the lowest addresses first: the test's
  *         own ranges are then still missing for a while after the restore.
- *     --expect-lazy  zt_lazy_probe() fails the test when a probed range is already
- *         completely present (the harness passes it on lazy restores only).
+ *     --expect-lazy  when a probed range is already completely present,
+ *         zt_lazy_probe() writes OUTFILE.inconclusive (a child's to
+ *         OUTFILE.<name>.inconclusive): whatever the verdict, the run did not exercise
+ *         the lazy path it was meant to (the harness passes the option on lazy restores
+ *         only, fails a run with such a file, and zdtm_run_lazy tries again).
  *     --settle  zt_settle() writes OUTFILE.settle and waits for a second SIGTERM,
  *         which the harness sends once the lazy-pages daemon has exited.
  *
@@ -193,8 +196,8 @@ void zt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * Count the pages of [addr, addr + len) that are not in memory yet (mincore, which
  * never faults): after a lazy restore, pages the daemon has not copied yet. Notes
- * the count; with --expect-lazy, zt_fail()s when it is 0. Call it before touching
- * the range. Returns the count, or -1 if mincore failed (also a failure).
+ * the count; with --expect-lazy, writes the .inconclusive file when it is 0. Call it
+ * before touching the range. Returns the count, or -1 if mincore failed (a failure).
  */
 long zt_lazy_probe(const char *what, const void *addr, size_t len);
 
