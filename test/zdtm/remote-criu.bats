@@ -5,7 +5,11 @@
 # Every lazy zdtm test of lazy.bats and lazy-scenarios.bats that CRIU's daemon copes with
 # (as in lazy-scenarios.bats: it loops for ever on a VMA split after the restore, and
 # hangs on PE_LAZY|PE_PARENT pages), plain and over TLS. CRIU's client speaks the layout of
-# its series, which our server tells from its first request.
+# its series, which our server tells from its first request. Not here either: the churn
+# scenario (mremap, MADV_DONTNEED, munmap while threads fault): in remote mode CRIU's
+# daemon sometimes never asks again for a page whose request was in flight across a
+# REMAP/UNMAP, and the faulting thread waits for ever (seen once in three runs with 4.1.1:
+# its log ends at a #PF with no Read after it); our daemon runs it in the other pairings.
 
 load ../lib
 load zdtm
@@ -102,10 +106,6 @@ thp_required() {
 
 @test "remote criu: stack growth below the dumped stack VMA" {
 	zdtm_remote_run criu lazyops --op stackgrow --ballast $BALLAST
-}
-
-@test "remote criu: mremap, MADV_DONTNEED and munmap while four threads fault" {
-	zdtm_remote_run criu lazyops --op churn --ballast $BALLAST
 }
 
 @test "remote criu: adjacent lazy VMAs that differ only in protection" {
@@ -225,10 +225,6 @@ thp_required() {
 
 @test "remote criu tls: stack growth below the dumped stack VMA" {
 	ZDTM_REMOTE_TLS=1 zdtm_remote_run criu lazyops --op stackgrow --ballast $BALLAST
-}
-
-@test "remote criu tls: mremap, MADV_DONTNEED and munmap while four threads fault" {
-	ZDTM_REMOTE_TLS=1 zdtm_remote_run criu lazyops --op churn --ballast $BALLAST
 }
 
 @test "remote criu tls: adjacent lazy VMAs that differ only in protection" {

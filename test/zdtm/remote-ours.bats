@@ -3,7 +3,9 @@
 # (urgent channel for faults), several restores from one dump, PE_LAZY|PE_PARENT chains,
 # and failure: a page server killed mid-transfer (restarted, or not) and a page server
 # that answers wrongly (test/tools/fake-ps). Source and destination in two network
-# namespaces (remote.bash).
+# namespaces (remote.bash). Tests named "... ours: ..." use our daemon only (the plugin
+# suite runs those again with criu restricted); the one that also uses criu's daemon is
+# named "ours+criu".
 
 load ../lib
 load zdtm
@@ -96,7 +98,7 @@ again() {
 	fi
 }
 
-@test "remote ours: one dump feeds three restores one after another (ours, criu's daemon, ours)" {
+@test "remote ours+criu: one dump feeds three restores one after another (ours, criu's daemon, ours)" {
 	zdtm_start anon --size 64M --check-order random --ballast 64M --expect-lazy --settle
 	zdtm_dump
 	ZDTM_REMOTE_MODE=ours
