@@ -1,11 +1,12 @@
 #!/usr/bin/env bats
-# Every lazy test of test/zdtm run with our daemon (the tests named "... ours: ...": the
-# zdtm programs and the daemon-issue scenarios, the fork-after-restore test among them),
-# again with criu's userfaultfd(2) refused, EPERM and then ENOSYS, and the plugin loaded
-# for the restores. The zdtm harness runs unchanged: it is pointed (LAZY_UFFD_CRIU_ENV) at
-# an env file whose criu is a wrapper that runs the real one under test/tools/no-uffd and
-# adds `-L DIR` to restores. The restored tasks are criu's children, so the restriction
-# covers them too; our daemon only receives uffds and runs as the harness starts it.
+# Every lazy test of the daemon issue (test/zdtm/lazy*.bats) run with our daemon (the
+# tests named "... ours: ...": the zdtm programs and the scenarios, the fork-after-restore
+# test among them), again with criu's userfaultfd(2) refused, EPERM and then ENOSYS, and
+# the plugin loaded for the restores. The zdtm harness runs unchanged: it is pointed
+# (LAZY_UFFD_CRIU_ENV) at an env file whose criu is a wrapper that runs the real one under
+# test/tools/no-uffd, adding `-L DIR` to restores and LD_PRELOAD to other commands. The
+# restored tasks are criu's children, so the restriction covers them too; our daemon
+# only receives uffds and runs as the harness starts it.
 #
 # One @test per restriction: it fails, listing the failed tests, if any nested test fails
 # or skips, if fewer than SUITE_MIN ran, or if the fork test is missing.
@@ -38,12 +39,17 @@ suite() {
 			shift
 			exec "$NO_UFFD" --errno $err -- "$CRIU" restore -L "$dir/plugins" "\$@"
 		fi
+		# Other commands load no plugins: criu lazy-pages, for one, needs the preload.
+		LD_PRELOAD="$PL_SO"
+		export LD_PRELOAD
 		exec "$NO_UFFD" --errno $err -- "$CRIU" "\$@"
 	EOF
 	chmod +x "$dir/bin/criu"
-	# The wrapper's criu finds no userfaultfd (an empty /run: no kdat cache answers).
-	run pl_fresh_run "$dir/bin/criu" check --feature uffd-noncoop
+	# The wrapper's criu runs restricted (an empty /run: no kdat cache answers for it).
+	run pl_fresh_run "$NO_UFFD" --errno "$err" -- "$CRIU" check --feature uffd-noncoop
 	[ "$status" -ne 0 ] && [[ "$output" == *"UFFD is not supported"* ]] || { echo "$output"; return 1; }
+	run pl_fresh_run "$dir/bin/criu" check --feature uffd-noncoop
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
 	{
 		echo "CRIU=$dir/bin/criu"
 		echo "CRIU_SERIES=$CRIU_SERIES"
@@ -51,13 +57,14 @@ suite() {
 		echo "CRIU_PLUGIN_INCLUDE=$CRIU_PLUGIN_INCLUDE"
 	} >"$dir/criu.env"
 
-	LAZY_UFFD_CRIU_ENV=$dir/criu.env timeout 3600 bats --tap --filter ' ours: ' "$LU_TOP"/test/zdtm/*.bats \
+	LAZY_UFFD_CRIU_ENV=$dir/criu.env timeout 3600 bats --tap --filter ' ours: ' "$LU_TOP"/test/zdtm/lazy*.bats \
 		>"$tap" 2>&1 || rc=$?
 
 	ran=$(grep -cE '^ok [0-9]+' "$tap" || true)
 	skipped=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
 	failed=$(grep -cE '^not ok [0-9]+' "$tap" || true)
-	echo "nested ($err): $((ran - skipped)) passed, $failed failed, $skipped skipped, bats rc $rc"
+	# Shown even when the test passes (bats prints fd 3).
+	echo "# nested ($err): $((ran - skipped)) passed, $failed failed, $skipped skipped, bats rc $rc" >&3
 	grep -E '^(ok|not ok) ' "$tap"
 	if [ "$failed" != 0 ] || [ "$rc" != 0 ]; then
 		# Each failed test with the harness's verdict and the program's FAIL line; the
