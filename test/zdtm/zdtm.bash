@@ -263,7 +263,7 @@ zdtm_daemon_comm() {
 # zdtm_lazy_start_daemon DAEMON: start it in the background on ZDTM_IMG and wait for its
 # ready byte (exactly one NUL on --status-fd, then EOF).
 zdtm_lazy_start_daemon() {
-	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte= ok=
+	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte= ok= rc
 	ZDTM_DAEMON=$daemon
 	ZDTM_DRC=
 	mkdir -p "$ZDTM_WORK"
@@ -297,17 +297,21 @@ zdtm_lazy_start_daemon() {
 	# and a daemon that dies without writing gives EOF at once. One read with the whole
 	# timeout: bash can lose a byte it read just as a read -t timer fires.
 	exec {fd}<"$fifo"
-	if IFS= read -r -d '' -t "$ZDTM_READY_TIMEOUT" -u "$fd" byte; then
-		[ -z "$byte" ] && ok=1
-	fi
+	rc=0
+	IFS= read -r -d '' -t "$ZDTM_READY_TIMEOUT" -u "$fd" byte || rc=$?
+	[ "$rc" = 0 ] && [ -z "$byte" ] && ok=1
 	exec {fd}<&-
 	rm -f "$fifo"
 	if [ -z "$ok" ]; then
-		if zdtm_alive "$ZDTM_DPID"; then
+		if ((rc > 128)); then
 			zdtm_fail "$daemon lazy-pages daemon: no ready byte in ${ZDTM_READY_TIMEOUT}s${byte:+ (read '$byte')}"
+			return 1
+		fi
+		# EOF (or bytes without a NUL): the fd closes before the process is gone.
+		if ZDTM_LAZY_TIMEOUT=$ZDTM_READY_TIMEOUT zdtm_lazy_wait >/dev/null; then
+			zdtm_fail "$daemon lazy-pages daemon exited ($ZDTM_DRC) before it was ready${byte:+ (it wrote '$byte')}"
 		else
-			zdtm_lazy_wait >/dev/null
-			zdtm_fail "$daemon lazy-pages daemon exited ($ZDTM_DRC) before it was ready"
+			zdtm_fail "$daemon lazy-pages daemon closed its --status-fd without the ready byte${byte:+ (it wrote '$byte')}"
 		fi
 		return 1
 	fi

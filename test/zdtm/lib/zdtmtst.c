@@ -778,8 +778,19 @@ void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts)
 	if (sigaction(SIGTERM, &sa, NULL))
 		zt_bad_usage(argv[0], opts, "sigaction: %s", strerror(errno));
 
-	if (chdir("/"))
-		zt_bad_usage(argv[0], opts, "chdir /: %s", strerror(errno));
+	/*
+	 * The outfile's directory, private to the test, rather than "/": criu's parasite
+	 * makes "proc.crtools" in the dumped task's cwd (our /proc is not the pid
+	 * namespace's), so two dumps of tests at once would collide there (EEXIST).
+	 */
+	{
+		char dir[PATH_MAX];
+
+		snprintf(dir, sizeof(dir), "%s", zt_outfile);
+		*strrchr(dir, '/') = '\0';
+		if (chdir(dir[0] ? dir : "/"))
+			zt_bad_usage(argv[0], opts, "chdir %s: %s", dir[0] ? dir : "/", strerror(errno));
+	}
 	fd = open("/dev/null", O_RDWR);
 	if (fd < 0)
 		zt_bad_usage(argv[0], opts, "/dev/null: %s", strerror(errno));

@@ -7,7 +7,8 @@
  *  1. It is started as the init of its own pid namespace and session leader:
  *        setsid unshare -p -f setsid PROG --pidfile /abs/pid --outfile /abs/out [opts]
  *     so getpid() == 1 inside, while /proc is still the host's proc mount.
- *  2. zt_init() parses the options, chdir("/")s and points stdin, stdout and
+ *  2. zt_init() parses the options, changes into the outfile's directory (private to
+ *     the test: criu's parasite makes a directory in the cwd) and points stdin, stdout and
  *     stderr at /dev/null (criu cannot dump a pipe to the outside world).
  *     Option errors are printed to stderr before that and exit with status 2.
  *  3. The program sets up its state (memory, children, threads), then calls
@@ -89,7 +90,7 @@ struct zt_opt {
 
 /*
  * Parse argv (common options plus @opts, may be NULL), install the SIGTERM handler,
- * block SIGTERM, chdir("/") and redirect stdio to /dev/null. Exits with
+ * block SIGTERM, chdir to the outfile's directory and redirect stdio to /dev/null. Exits with
  * ZT_EXIT_USAGE on bad options. @name appears in failure messages.
  */
 void zt_init(int argc, char **argv, const char *name, const struct zt_opt *opts);
