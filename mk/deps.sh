@@ -19,7 +19,8 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build and the tests use.
 pkgs=(gcc make pkg-config libc6-dev libprotobuf-c-dev protobuf-c-compiler bats
-      patchelf util-linux procps iproute2 libgnutls28-dev clang libclang-rt-14-dev)
+      patchelf util-linux procps iproute2 libgnutls28-dev clang libclang-rt-14-dev
+      openssl)
 missing=()
 for p in "${pkgs[@]}"; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
