@@ -87,7 +87,7 @@ install: all
 	install -m 0755 lazy-pages/criu-lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd
 	install -m 0644 $(O)/lazy_uffd.so $(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
 
-demo: deps all $(O)/zdtm/anon
+demo: deps all $(O)/zdtm/anon $(NO_UFFD)
 	@mk/demo.sh $(O) $(CRIU_ENV)
 
 clean:
