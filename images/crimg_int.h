@@ -11,6 +11,8 @@
 
 #include <stdarg.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "crimg.h"
 
 /* Type magics (images.md section 1). */
@@ -51,6 +53,12 @@ int crimg_file_open(struct crimg_file *f, const char *dir, const char *name, uin
 		    struct crimg_error *err);
 /* 1 and a record, 0 at a clean EOF, or -EINVAL for broken framing. */
 int crimg_file_next(struct crimg_file *f, const uint8_t **data, size_t *len, struct crimg_error *err);
+/*
+ * The next record as a DESC message: 0 and *msg (free it with
+ * protobuf_c_message_free_unpacked), or -EINVAL when there is none or it does not decode.
+ */
+int crimg_file_next_msg(struct crimg_file *f, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+			struct crimg_error *err);
 /* -EINVAL unless the file has no records left after the one just read. */
 int crimg_file_expect_end(struct crimg_file *f, struct crimg_error *err);
 void crimg_file_close(struct crimg_file *f);

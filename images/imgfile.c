@@ -202,3 +202,22 @@ void crimg_file_close(struct crimg_file *f)
 	free(f->path);
 	memset(f, 0, sizeof(*f));
 }
+
+int crimg_file_next_msg(struct crimg_file *f, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg,
+			struct crimg_error *err)
+{
+	const uint8_t *data;
+	size_t len;
+	int ret;
+
+	*msg = NULL;
+	ret = crimg_file_next(f, &data, &len, err);
+	if (ret < 0)
+		return ret;
+	if (ret == 0)
+		return crimg_file_err(f, f->pos, err, -EINVAL, "no %s record", desc->name);
+	*msg = protobuf_c_message_unpack(desc, NULL, len, data);
+	if (!*msg)
+		return crimg_file_err(f, f->rec_off, err, -EINVAL, "cannot decode %s (%zu bytes)", desc->name, len);
+	return 0;
+}

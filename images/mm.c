@@ -75,9 +75,7 @@ int crimg_mm_load(const char *dir, struct crimg_task_img *t, struct crimg_error 
 {
 	MmEntry *mm = NULL;
 	struct crimg_file f;
-	const uint8_t *data;
 	char name[32];
-	size_t len;
 	int ret;
 
 	snprintf(name, sizeof(name), "mm-%d.img", (int)t->pub.pid);
@@ -85,18 +83,9 @@ int crimg_mm_load(const char *dir, struct crimg_task_img *t, struct crimg_error 
 	if (ret)
 		return ret;
 
-	ret = crimg_file_next(&f, &data, &len, err);
-	if (ret < 0)
+	ret = crimg_file_next_msg(&f, &mm_entry__descriptor, (ProtobufCMessage **)&mm, err);
+	if (ret)
 		goto out;
-	if (ret == 0) {
-		ret = crimg_file_err(&f, f.pos, err, -EINVAL, "no mm_entry record");
-		goto out;
-	}
-	mm = mm_entry__unpack(NULL, len, data);
-	if (!mm) {
-		ret = crimg_file_err(&f, f.rec_off, err, -EINVAL, "cannot decode mm_entry (%zu bytes)", len);
-		goto out;
-	}
 	ret = add_vmas(t, mm, &f, err);
 	if (ret)
 		goto out;

@@ -116,19 +116,11 @@ static int add_entry(struct crimg_task_img *t, size_t *cap, const struct crimg_p
 static int read_head(struct crimg_task_img *t, struct crimg_file *f, struct crimg_error *err)
 {
 	PagemapHead *h;
-	const uint8_t *data;
-	size_t len;
 	int ret;
 
-	ret = crimg_file_next(f, &data, &len, err);
-	if (ret < 0)
+	ret = crimg_file_next_msg(f, &pagemap_head__descriptor, (ProtobufCMessage **)&h, err);
+	if (ret)
 		return ret;
-	if (ret == 0)
-		return crimg_file_err(f, f->pos, err, -EINVAL, "no pagemap_head record");
-	h = pagemap_head__unpack(NULL, len, data);
-	if (!h)
-		return crimg_file_err(f, f->rec_off, err, -EINVAL, "cannot decode pagemap_head (%zu bytes)", len);
-	ret = 0;
 	if (!h->has_pages_id)
 		ret = crimg_file_err(f, f->rec_off, err, -EINVAL, "pagemap_head has no pages_id");
 	else

@@ -15,8 +15,6 @@ int crimg_inventory_check(const char *dir, bool required, struct crimg_error *er
 {
 	InventoryEntry *ie = NULL;
 	struct crimg_file f;
-	const uint8_t *data;
-	size_t len;
 	int ret;
 
 	ret = crimg_file_open(&f, dir, "inventory.img", INVENTORY_MAGIC, CRIMG_FILE_BARE_MAGIC, err);
@@ -25,18 +23,9 @@ int crimg_inventory_check(const char *dir, bool required, struct crimg_error *er
 	if (ret)
 		return ret;
 
-	ret = crimg_file_next(&f, &data, &len, err);
-	if (ret < 0)
+	ret = crimg_file_next_msg(&f, &inventory_entry__descriptor, (ProtobufCMessage **)&ie, err);
+	if (ret)
 		goto out;
-	if (ret == 0) {
-		ret = crimg_file_err(&f, f.pos, err, -EINVAL, "no inventory_entry record");
-		goto out;
-	}
-	ie = inventory_entry__unpack(NULL, len, data);
-	if (!ie) {
-		ret = crimg_file_err(&f, f.rec_off, err, -EINVAL, "cannot decode inventory_entry (%zu bytes)", len);
-		goto out;
-	}
 	if (!ie->has_img_version) {
 		ret = crimg_file_err(&f, f.rec_off, err, -EINVAL, "inventory_entry has no img_version");
 		goto out;
@@ -154,9 +143,7 @@ int crimg_core_load(const char *dir, struct crimg_task_img *t, struct crimg_erro
 {
 	CoreEntry *ce = NULL;
 	struct crimg_file f;
-	const uint8_t *data;
 	char name[32];
-	size_t len;
 	int ret;
 
 	snprintf(name, sizeof(name), "core-%d.img", (int)t->pub.pid);
@@ -164,18 +151,9 @@ int crimg_core_load(const char *dir, struct crimg_task_img *t, struct crimg_erro
 	if (ret)
 		return ret;
 
-	ret = crimg_file_next(&f, &data, &len, err);
-	if (ret < 0)
+	ret = crimg_file_next_msg(&f, &core_entry__descriptor, (ProtobufCMessage **)&ce, err);
+	if (ret)
 		goto out;
-	if (ret == 0) {
-		ret = crimg_file_err(&f, f.pos, err, -EINVAL, "no core_entry record");
-		goto out;
-	}
-	ce = core_entry__unpack(NULL, len, data);
-	if (!ce) {
-		ret = crimg_file_err(&f, f.rec_off, err, -EINVAL, "cannot decode core_entry (%zu bytes)", len);
-		goto out;
-	}
 	/* Only the thread-group leader's core has tc, and this is the leader's. */
 	if (!ce->tc || !ce->tc->has_task_state) {
 		ret = crimg_file_err(&f, f.rec_off, err, -EINVAL, "core_entry has no tc.task_state");
