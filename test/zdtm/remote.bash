@@ -227,12 +227,6 @@ zdtm_remote_diag() {
 	done
 }
 
-# zdtm_remote_dump_has_lazy: the destination's images have at least one PE_LAZY page.
-zdtm_remote_dump_has_lazy() {
-	"$LAZY_UFFD" show "$ZDTM_IMG" | awk '$1 == "total" { for (i = 2; i < NF; i++) if ($i == "lazy") n += $(i + 1) }
-		END { exit !(n > 0) }'
-}
-
 # zdtm_remote_run MODE PROG [ARGS...]
 # As with zdtm_run_lazy, a run whose --expect-lazy probes found their memory already
 # there (the background transfer won the race on a busy machine) proves nothing either
@@ -245,7 +239,7 @@ zdtm_remote_run() {
 		zdtm_start "$@" --expect-lazy --settle || return 1
 		zdtm_remote_start_source "$mode" || { zdtm_remote_diag; return 1; }
 		zdtm_remote_copy || return 1
-		if ! zdtm_remote_dump_has_lazy && ((n < ${ZDTM_LAZY_ATTEMPTS:-3})); then
+		if ! zdtm_dump_has_lazy "$ZDTM_IMG" && ((n < ${ZDTM_LAZY_ATTEMPTS:-3})); then
 			# Seen a few times in ~1000 runs with criu 4.2 on a loaded machine: a
 			# plain dump with no PE_LAZY entry. A restore of it is eager and proves
 			# nothing about lazy pages; an image problem, not ours: dump again.

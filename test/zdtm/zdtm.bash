@@ -484,7 +484,14 @@ zdtm_mkchain() {
 		{ zdtm_fail "chain $ZDTM_IMG: '$got', but the dump had '$orig'"; return 1; }
 }
 
+# zdtm_dump_has_lazy DIR: the images in DIR have at least one PE_LAZY page.
+zdtm_dump_has_lazy() {
+	"$LAZY_UFFD" show "$1" | awk '$1 == "total" { for (i = 2; i < NF; i++) if ($i == "lazy") n += $(i + 1) }
+		END { exit !(n > 0) }'
+}
+
 # zdtm_lazy_cycle DAEMON PROG [ARGS...]: start, dump, lazy restore, stop (no verdict).
+# Returns 2, before the restore, when the dump has no lazy page at all (see zdtm_run_lazy).
 # ZDTM_AFTER_DUMP, if set, is a command run between the dump and the restore (word split:
 # "zdtm_mkchain lazy-parent 2").
 zdtm_lazy_cycle() {
@@ -492,6 +499,10 @@ zdtm_lazy_cycle() {
 	shift
 	zdtm_start "$@" --expect-lazy --settle || return 1
 	zdtm_dump || return 1
+	if ! zdtm_dump_has_lazy "$ZDTM_IMG"; then
+		echo "zdtm: criu dump marked no page lazy ($("$LAZY_UFFD" show "$ZDTM_IMG" | grep -m1 total))"
+		return 2
+	fi
 	if [ -n "${ZDTM_AFTER_DUMP:-}" ]; then
 		$ZDTM_AFTER_DUMP || return 1
 	fi
@@ -519,9 +530,19 @@ zdtm_lazy_reset() {
 # SIGTERM late) proves nothing either way: it runs again, up to ZDTM_LAZY_ATTEMPTS (3)
 # times in all, then fails.
 zdtm_run_lazy() {
-	local n
+	local n rc
 	for ((n = 1; ; n++)); do
-		zdtm_lazy_cycle "$@" || return 1
+		rc=0
+		zdtm_lazy_cycle "$@" || rc=$?
+		if [ "$rc" = 2 ] && ((n < ${ZDTM_LAZY_ATTEMPTS:-3})); then
+			# Seen about once in 50 runs on a loaded machine, with criu 4.1 and 4.2: a
+			# plain dump whose pagemap has no PE_LAZY entry. criu then restores it
+			# eagerly, which proves nothing about lazy pages; not ours to fix: dump again.
+			echo "zdtm: attempt $n: no lazy page in the dump; again"
+			zdtm_lazy_reset
+			continue
+		fi
+		[ "$rc" = 0 ] || return 1
 		zdtm_expect_pass || return 1
 		zdtm_lazy_wait || return 1
 		zdtm_lazy_check_daemon || return 1
