@@ -188,7 +188,11 @@ struct handoff;
 /* Create, bind and listen on lazy-pages.socket in the current directory. */
 int handoff_listen(struct handoff **out);
 int handoff_listen_fd(const struct handoff *h);
-/* Accept criu restore's one connection; returns its fd for polling. */
+/*
+ * Accept criu restore's one connection; returns its fd for polling. The socket is mode
+ * 0600; a peer whose SO_PEERCRED uid is neither ours nor root is logged and closed, and
+ * the wait goes on.
+ */
 int handoff_accept(struct handoff *h);
 
 enum handoff_msg_kind {

@@ -7,11 +7,16 @@
  * the finish word. The two parts of a task record are read separately, as they are sent.
  * SO_PASSCRED makes the kernel attach each sender's credentials, which tells us the host
  * pid of every restored task: what we need to stop a task that could not be served.
+ *
+ * Whoever connects first hands us uffds and, worse, decides which pages a process gets:
+ * the socket is created mode 0600, and a peer whose uid (SO_PEERCRED) is neither ours nor
+ * root is refused and logged, and the daemon goes on waiting for criu restore.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +35,7 @@ int handoff_listen(struct handoff **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct handoff *h;
+	mode_t old_mask;
 	socklen_t len;
 	int fd, ret;
 
@@ -50,7 +56,11 @@ int handoff_listen(struct handoff **out)
 		pr_err("cannot remove stale %s: %m", LAZY_SOCKET_NAME);
 		goto err_close;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 10)) {
+	/* The mode comes from the umask at bind(); a chmod afterwards would leave a window. */
+	old_mask = umask(0177);
+	ret = bind(fd, (struct sockaddr *)&sa, len);
+	umask(old_mask);
+	if (ret || listen(fd, 10)) {
 		ret = -errno;
 		pr_err("cannot listen on %s in the work directory: %m", LAZY_SOCKET_NAME);
 		goto err_close;
@@ -70,16 +80,43 @@ int handoff_listen_fd(const struct handoff *h)
 	return h->listen_fd;
 }
 
+/* May this peer hand over uffds? Our own uid or root; else say who was refused. */
+static bool peer_allowed(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	uid_t me = geteuid();
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len)) {
+		pr_err("SO_PEERCRED on %s: %m; connection refused", LAZY_SOCKET_NAME);
+		return false;
+	}
+	if (cr.uid == me || cr.uid == 0)
+		return true;
+	if (me == 0)
+		pr_warn("refused a connection on %s from pid %d uid %u: only root may hand over uffds",
+			LAZY_SOCKET_NAME, (int)cr.pid, (unsigned)cr.uid);
+	else
+		pr_warn("refused a connection on %s from pid %d uid %u: only uid %u or root may hand over uffds",
+			LAZY_SOCKET_NAME, (int)cr.pid, (unsigned)cr.uid, (unsigned)me);
+	return false;
+}
+
 int handoff_accept(struct handoff *h)
 {
 	int one = 1, fd;
 
-	do
+	for (;;) {
 		fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	while (fd < 0 && errno == EINTR);
-	if (fd < 0) {
-		pr_err("accept on %s: %m", LAZY_SOCKET_NAME);
-		return -errno;
+		if (fd < 0 && errno == EINTR)
+			continue;
+		if (fd < 0) {
+			pr_err("accept on %s: %m", LAZY_SOCKET_NAME);
+			return -errno;
+		}
+		if (peer_allowed(fd))
+			break;
+		close(fd);
 	}
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)))
 		pr_warn("SO_PASSCRED: %m; restored tasks cannot be stopped by pid on failure");
