@@ -78,10 +78,28 @@ struct lazy_task {
 	uint64_t nr_pending;
 	size_t bg_range; /* where background population resumes */
 
+	uint32_t guard_id; /* its uffd's copy in the guard */
 	bool done; /* uffd closed: complete, or the task is gone */
 	bool gone;
 	struct fault_stats st;
 };
+
+/*
+ * The guard (guard.c): a forked process holding a copy of every served uffd, so that a
+ * daemon that dies leaves the restored tasks blocked in their faults rather than reading
+ * zeros; it then SIGKILLs them (and their descendants), waits until they are gone, and
+ * only then lets the uffds go. Start it before any thread exists. Each call after a
+ * failed start is a no-op with a NULL guard.
+ */
+struct guard;
+int guard_start(struct guard **out);
+/* Hand the guard a copy of UFFD (ID names it for guard_release). */
+int guard_hold(struct guard *g, uint32_t id, pid_t vpid, pid_t host_pid, int uffd);
+/* The task's memory is complete: the guard drops its copy. */
+void guard_release(struct guard *g, uint32_t id);
+/* The end: with COMPLETE the guard exits quietly, else it kills what it still holds.
+ * Waits for the guard to finish either way. */
+void guard_close(struct guard *g, bool complete);
 
 /* Build the lazy ranges of T from its image: PE_LAZY entries, split at VMA ends. */
 int task_init_ranges(struct lazy_task *t);

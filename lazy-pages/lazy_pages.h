@@ -36,6 +36,9 @@ enum log_style {
 /* Where lines go (NULL: stderr), the highest level printed, and the line form. */
 void log_setup(FILE *out, enum log_level max_level, enum log_style style);
 
+/* The file descriptor lines go to (a forked helper keeps it and closes the rest). */
+int log_fd(void);
+
 void log_line(enum log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -18,6 +18,11 @@ void log_setup(FILE *out, enum log_level max_level, enum log_style style)
 	clock_gettime(CLOCK_MONOTONIC, &log_start);
 }
 
+int log_fd(void)
+{
+	return fileno(log_out ? log_out : stderr);
+}
+
 static const char *const criu_prefix[] = {
 	[LOG_ERROR] = "Error",
 	[LOG_WARN] = "Warn ",

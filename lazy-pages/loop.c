@@ -48,6 +48,8 @@ struct daemon {
 	struct pending_fault *waiting; /* remote faults that found every buffer busy */
 	size_t nr_waiting, cap_waiting;
 	struct handoff *h;
+	struct guard *guard;
+	uint32_t guard_ids;
 	int ep;
 	int conn_fd;
 
@@ -78,6 +80,7 @@ static double elapsed(const struct timespec *a, const struct timespec *b)
 static int add_task(struct daemon *d, struct lazy_task *t)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = t };
+	int ret;
 
 	if (d->nr_tasks == d->cap_tasks) {
 		size_t cap = d->cap_tasks ? d->cap_tasks * 2 : 16;
@@ -88,9 +91,16 @@ static int add_task(struct daemon *d, struct lazy_task *t)
 		d->tasks = n;
 		d->cap_tasks = cap;
 	}
+	/* Not served before the guard holds it: a daemon dying now must not leave zeros. */
+	t->guard_id = ++d->guard_ids;
+	ret = guard_hold(d->guard, t->guard_id, t->vpid, t->host_pid, t->uffd);
+	if (ret)
+		return ret;
 	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, t->uffd, &ev)) {
 		pr_err("epoll_ctl(uffd of task %d): %m", t->vpid);
-		return -errno;
+		ret = -errno;
+		guard_release(d->guard, t->guard_id);
+		return ret;
 	}
 	d->tasks[d->nr_tasks++] = t;
 	return 0;
@@ -107,6 +117,7 @@ static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
 	else
 		pr_info("task %d: all lazy pages copied", t->vpid);
 	close(t->uffd);
+	guard_release(d->guard, t->guard_id);
 	t->uffd = -1;
 	t->done = true;
 	t->gone = gone;
@@ -879,6 +890,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 
 	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
 	d.nr_expected = crimg_nr_tasks(img);
+	/* Forked while the daemon has one thread: the page-server client starts more. */
+	if (guard_start(&d.guard))
+		goto out;
 	if (o->remote)
 		ret = remote_open(&d.rem, img, o->remote);
 	else
@@ -981,6 +995,8 @@ out:
 		free(d.tasks[i]);
 	}
 	free(d.tasks);
+	/* After kill_restored: the guard only finishes what the daemon could not. */
+	guard_close(d.guard, status == 0);
 	if (d.ep >= 0)
 		close(d.ep);
 	handoff_close(d.h);
