@@ -22,6 +22,10 @@ SAN	?=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
+# libFuzzer builds (make fuzz, with CC=clang): coverage for the fuzzer, no main of its own.
+ifeq ($(SAN),fuzz)
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
 # The plugin never gets sanitizers: it is loaded into an uninstrumented criu.
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE \
 	   -MMD -MP -Iimages -I$(O)/gen $(CFLAGS)
@@ -39,7 +43,7 @@ ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench help
+.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench fuzz help
 all:
 
 include images/images.mk
@@ -49,6 +53,7 @@ include test/unit/unit.mk
 include test/zdtm/zdtm.mk
 include test/tools/restrict.mk
 include test/tools/remote.mk
+include fuzz/fuzz.mk
 
 all: $(PROGS)
 
@@ -102,6 +107,7 @@ help:
 	@echo "make deps       install build deps and a CRIU >= 4.0 (CRIU_SERIES=4.1|4.2)"
 	@echo "make check      deps, build, unit tests and zdtm tests; prints 'N passed, N failed, N skipped'"
 	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
+	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make print-criu absolute path of the criu binary in use"
 	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
 
