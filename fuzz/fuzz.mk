@@ -2,7 +2,7 @@
 #
 # fuzz-image-T: the image reader, the input replacing one file T of the real dump in
 # fuzz/base. `make fuzz` builds them with clang (-fsanitize=fuzzer,address,undefined) in
-# build/fuzz and runs each for FUZZ_TIME seconds (fuzz/run.sh); seeds are in
+# build/fuzz and runs each for FUZZ_TIME seconds or FUZZ_RUNS executions (fuzz/run.sh); seeds are in
 # fuzz/corpus/T, inputs that once crashed in fuzz/regress/T. The ordinary build makes
 # replay-image-T (the same target, fed files by fuzz/replay.c), which `make check` and
 # `make asan` run over both folders.
@@ -27,6 +27,8 @@ $(O)/fuzz/fuzz-image-%: fuzz/fuzz_image.c $(LIBCRIMG)
 fuzz-build: $(patsubst %,$(O)/fuzz/fuzz-image-%,$(FUZZ_IMAGE_NAMES))
 
 FUZZ_TIME ?= 60
+FUZZ_RUNS ?=
+export FUZZ_RUNS
 fuzz:
 	@$(MAKE) --no-print-directory O=build/fuzz SAN=fuzz CC=clang fuzz-build
 	fuzz/run.sh build/fuzz $(FUZZ_TIME) $(FUZZ_IMAGE_NAMES)

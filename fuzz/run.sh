@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# fuzz/run.sh BUILD SECONDS TARGET...: run each libFuzzer target for SECONDS, starting
+# fuzz/run.sh BUILD SECONDS TARGET...: run each libFuzzer target for SECONDS (or until
+# FUZZ_RUNS executions, if set, whichever comes first), starting
 # from its seeds (fuzz/corpus/T) and past crashes (fuzz/regress/T); new inputs go to
 # BUILD/corpus/T, a crashing input to BUILD/artifacts/. Prints executions per target and
 # fails if any target crashed, leaked or hung.
@@ -15,7 +16,7 @@ for t in "$@"; do
 	mkdir -p "$work" "$build/artifacts" "$top/fuzz/regress/$t"
 	log=$build/fuzz-$t.log
 	echo "fuzz: $t for ${secs}s (log $log)"
-	"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	"$bin" -max_total_time="$secs" -runs="${FUZZ_RUNS:--1}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$build/artifacts/$t-" "$work" "$top/fuzz/corpus/$t" "$top/fuzz/regress/$t" \
 		>"$log" 2>&1
 	r=$?
