@@ -4,7 +4,7 @@
 # lib/zdtmtst.h for the contract). Built without sanitizers: criu dumps and restores
 # them, and an ASan shadow map is neither small nor interesting to checkpoint.
 
-ZDTM_TESTS	:= anon sparse zeropages tree threads lazyops forkcheck zombie mostlyzero fanout
+ZDTM_TESTS	:= anon sparse zeropages tree threads lazyops forkcheck zombie mostlyzero fanout storm
 ZDTM_LIB_OBJ	:= $(O)/zdtm/obj/lib/zdtmtst.o
 ZDTM_CFLAGS	:= $(BASE_CFLAGS) -pthread -I$(TOP)/test/zdtm/lib
 
