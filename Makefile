@@ -43,7 +43,7 @@ ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench fuzz help
+.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench fuzz stress help
 all:
 
 include images/images.mk
@@ -82,6 +82,10 @@ check-unit: all $(TEST_PROGS)
 check-zdtm: deps all $(TEST_PROGS)
 	@$(TEST_ENV) test/run.sh test/plugin test/zdtm
 
+# Sizes too slow for make check (8 GiB lazily restored).
+stress: deps all $(TEST_PROGS)
+	@$(TEST_ENV) test/run.sh test/stress
+
 # ASan+UBSan build of everything in build/asan, then the unit tests against it.
 asan:
 	@$(MAKE) --no-print-directory O=build/asan SAN=1 check-unit
@@ -107,6 +111,7 @@ help:
 	@echo "make deps       install build deps and a CRIU >= 4.0 (CRIU_SERIES=4.1|4.2)"
 	@echo "make check      deps, build, unit tests and zdtm tests; prints 'N passed, N failed, N skipped'"
 	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
+	@echo "make stress     8 GiB restored lazily, byte-exact (needs 18 GiB free; not in make check)"
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make print-criu absolute path of the criu binary in use"
 	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
