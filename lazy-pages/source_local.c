@@ -13,6 +13,9 @@
 #include "daemon.h"
 #include "lazy_pages.h"
 
+/* What source_put drops: the aligned windows around the copied bytes. */
+#define WIDE_PUT (2 * 1024 * 1024)
+
 struct mapping {
 	int fd;
 	const char *path;
@@ -133,5 +136,28 @@ void source_put(struct source *s, const void *data, uint64_t nr)
 	 * The data stays in the page cache; this only drops our mapping of it, which would
 	 * otherwise count the whole dump into the daemon's RSS by the end of population.
 	 */
-	madvise((void *)data, nr << PAGE_SHIFT, MADV_DONTNEED);
+	uintptr_t start = (uintptr_t)data, end = start + (nr << PAGE_SHIFT);
+	size_t i;
+
+	/*
+	 * A read fault on a file mapping also maps the cached pages around it (the
+	 * kernel's fault-around: a whole large folio, up to 2 MiB, on this kernel). Drop
+	 * the aligned 2 MiB windows around what was copied, or random faults (and chunks
+	 * not aligned in the file) leave those pages behind by the thousand. Mapping a
+	 * cached folio again when the next copy needs it is one minor fault.
+	 */
+	for (i = 0; i < s->nr_maps; i++) {
+		uintptr_t b = (uintptr_t)s->maps[i].base, e = b + s->maps[i].size;
+
+		if (start < b || start >= e)
+			continue;
+		start &= ~(uintptr_t)(WIDE_PUT - 1);
+		end = (end + WIDE_PUT - 1) & ~(uintptr_t)(WIDE_PUT - 1);
+		if (start < b)
+			start = b;
+		if (end > ((e + PAGE_SZ - 1) & ~(uintptr_t)(PAGE_SZ - 1)))
+			end = (e + PAGE_SZ - 1) & ~(uintptr_t)(PAGE_SZ - 1);
+		break;
+	}
+	madvise((void *)start, end - start, MADV_DONTNEED);
 }
