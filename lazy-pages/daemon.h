@@ -100,6 +100,7 @@ struct lazy_task {
 
 	/* Adaptive fault-around: where a sequential fault would come next, and the window. */
 	uint64_t seq_next;
+	uint64_t seq_prev_img; /* dump-time address of the last fault's page */
 	uint64_t around;
 	/* --prefetch-profile: this task's records (recorded order), the next one, how far
 	 * into it; and its profile pages sorted by address (for the miss count). */

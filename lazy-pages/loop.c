@@ -30,6 +30,8 @@
 #define FAULT_AROUND_PAGES 8
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
+/* --record-profile: background population waits until faults have stopped this long. */
+#define RECORD_QUIET_NS (250 * 1000000ULL)
 
 enum copy_res {
 	COPY_OK,
@@ -67,9 +69,10 @@ struct daemon {
 	enum copy_path path; /* what the copies under way are for (bytes by path) */
 
 	uint64_t busy_poll_ns;
-	uint64_t last_fault_ns;
+	uint64_t last_fault_ns, finish_ns;
 	const struct profile *prefetch;
 	struct profile *rec; /* --record-profile */
+	bool rec_full;
 	struct loop_stats ls;
 
 	struct timespec t_start, t_finish, t_complete;
@@ -277,6 +280,28 @@ static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_
 	return res;
 }
 
+/*
+ * --record-profile: the faulting page, and on a sequential fault the pages between the
+ * previous fault and this one too (its fault-around, which the task evidently read, or it
+ * would not be here). A random fault's fault-around is left out: mostly never touched, it
+ * would make the prefetch of a scattered hot set several times larger than the set.
+ */
+static void record_fault(struct daemon *d, struct lazy_task *t, uint64_t img, bool seq)
+{
+	int ret = 0;
+
+	if (seq && img > t->seq_prev_img && img - t->seq_prev_img <= (FAULT_AROUND_MAX << PAGE_SHIFT) &&
+	    img - t->seq_prev_img > PAGE_SZ)
+		ret = profile_add(d->rec, t->vpid, t->seq_prev_img + PAGE_SZ,
+				  (uint32_t)((img - t->seq_prev_img - PAGE_SZ) >> PAGE_SHIFT));
+	if (!ret)
+		ret = profile_add(d->rec, t->vpid, img, 1);
+	if (ret && !d->rec_full) {
+		pr_warn("--record-profile: %s; the profile stops here", strerror(-ret));
+		d->rec_full = true;
+	}
+}
+
 /* Is dump-time page IMG among T's profile pages? */
 static bool in_profile(const struct lazy_task *t, uint64_t img)
 {
@@ -300,6 +325,7 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 {
 	uint64_t page = addr & ~(PAGE_SZ - 1), k, n, copied;
 	ssize_t ri = task_find(t, page);
+	bool seq;
 	struct lazy_range *r;
 	enum copy_res res;
 
@@ -317,7 +343,8 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	if (t->pf_nr_sorted && in_profile(t, r->img_start + (k << PAGE_SHIFT)))
 		t->st.prefetch_misses++;
 	/* Sequential: this fault is where the last one's copy ended. */
-	if (page == t->seq_next && t->around)
+	seq = page == t->seq_next && t->around;
+	if (seq)
 		t->around = t->around * 2 < FAULT_AROUND_MAX ? t->around * 2 : FAULT_AROUND_MAX;
 	else
 		t->around = FAULT_AROUND_PAGES;
@@ -329,10 +356,11 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 		t->st.bytes_path[PATH_AROUND] -= PAGE_SZ;
 		t->st.bytes_path[PATH_FAULT] += PAGE_SZ;
 		t->st.pages_around += copied - 1;
-		if (d->rec && !t->parent_vpid && profile_add(d->rec, t->vpid, r->img_start + (k << PAGE_SHIFT), copied))
-			pr_warn("--record-profile: no room for more records; the profile stops here");
+		if (d->rec && !t->parent_vpid)
+			record_fault(d, t, r->img_start + (k << PAGE_SHIFT), seq);
 	}
 	t->seq_next = page + (n << PAGE_SHIFT);
+	t->seq_prev_img = r->img_start + (k << PAGE_SHIFT);
 	t->st.pages_fault += copied;
 	if (res == COPY_NOENT) {
 		pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
@@ -705,6 +733,7 @@ static int handle_conn(struct daemon *d)
 	case HANDOFF_FINISH:
 		d->finished = true;
 		clock_gettime(CLOCK_MONOTONIC, &d->t_finish);
+		d->finish_ns = now_ns();
 		pr_info("restore finished: populating the remaining pages in the background");
 		for (i = 0; i < d->nr_tasks; i++)
 			if (!d->tasks[i]->done && !d->tasks[i]->nr_pending)
@@ -1184,6 +1213,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 
 	while (!d.failed && !all_done(&d)) {
 		bool bg = d.finished, polling = false;
+		int timeout = -1;
 
 		/* Remote: keep the background requests going; answers and faults wake us. */
 		if (d.rem && bg) {
@@ -1200,9 +1230,22 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			polling = true;
 			bg = false;
 		}
+		/*
+		 * Recording: what the background copies first is never asked for by a fault,
+		 * so it would be missing from the profile. Hold the background back until
+		 * the faults have stopped for a while.
+		 */
+		if (bg && d.rec) {
+			uint64_t now = now_ns(), last = d.last_fault_ns > d.finish_ns ? d.last_fault_ns : d.finish_ns;
+
+			if (now - last < RECORD_QUIET_NS) {
+				bg = false;
+				timeout = (int)((RECORD_QUIET_NS - (now - last)) / 1000000) + 1;
+			}
+		}
 		if (!bg && !polling)
 			d.ls.epoll_sleeps++;
-		n = epoll_wait(d.ep, evs, 32, bg || polling ? 0 : -1);
+		n = epoll_wait(d.ep, evs, 32, bg || polling ? 0 : timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
