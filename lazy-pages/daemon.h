@@ -277,6 +277,7 @@ struct loop_stats {
 	uint64_t profile_records; /* --prefetch-profile records read */
 	uint64_t profile_skipped_records; /* for tasks the images do not have */
 	uint64_t recorded_records; /* --record-profile records written */
+	double prefetch_done_ms;   /* when the last task's profile was copied (after finish) */
 };
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */

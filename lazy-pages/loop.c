@@ -347,7 +347,8 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	if (seq)
 		t->around = t->around * 2 < FAULT_AROUND_MAX ? t->around * 2 : FAULT_AROUND_MAX;
 	else
-		t->around = FAULT_AROUND_PAGES;
+		/* Recording: a neighbour copied unasked would never show up in the profile. */
+		t->around = d->rec ? 1 : FAULT_AROUND_PAGES;
 	n = range_pending_run(r, k, t->around);
 	d->path = PATH_AROUND;
 	res = copy_pages(d, t, ri, k, n, &copied);
@@ -658,6 +659,11 @@ static bool prefetch_step(struct daemon *d)
 			if (t->pf_off >= rec->nr_pages) {
 				t->pf_pos++;
 				t->pf_off = 0;
+			}
+			if (t->pf_pos == t->pf_nr) {
+				d->ls.prefetch_done_ms = (now_ns() - d->finish_ns) / 1e6;
+				pr_info("task %d: profile prefetched %.1f ms after the restore finished", t->vpid,
+					d->ls.prefetch_done_ms);
 			}
 		}
 		if (!t->done && !t->nr_pending)
