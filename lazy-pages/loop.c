@@ -273,6 +273,8 @@ static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_
 	uint64_t zeros = t->st.pages_zero;
 	enum copy_res res = serve_zero(d, t, page);
 
+	if (res == COPY_RETRY)
+		return res; /* counted when it is retried */
 	if (t->st.pages_zero != zeros)
 		t->st.faults_zero++;
 	else
@@ -340,8 +342,6 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 		return remote_fault(d, t, r, k);
 	}
 	t->st.faults_copied++;
-	if (t->pf_nr_sorted && in_profile(t, r->img_start + (k << PAGE_SHIFT)))
-		t->st.prefetch_misses++;
 	/* Sequential: this fault is where the last one's copy ended. */
 	seq = page == t->seq_next && t->around;
 	if (seq)
@@ -352,11 +352,15 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	n = range_pending_run(r, k, t->around);
 	d->path = PATH_AROUND;
 	res = copy_pages(d, t, ri, k, n, &copied);
+	if (res == COPY_RETRY && !copied)
+		t->st.faults_copied--; /* counted when it is retried */
 	if (copied) {
 		/* The run starts at the faulting page: its bytes are the fault's own. */
 		t->st.bytes_path[PATH_AROUND] -= PAGE_SZ;
 		t->st.bytes_path[PATH_FAULT] += PAGE_SZ;
 		t->st.pages_around += copied - 1;
+		if (t->pf_nr_sorted && in_profile(t, r->img_start + (k << PAGE_SHIFT)))
+			t->st.prefetch_misses++;
 		if (d->rec && !t->parent_vpid)
 			record_fault(d, t, r->img_start + (k << PAGE_SHIFT), seq);
 	}
