@@ -19,7 +19,7 @@
 #define DEFAULT_BULK_PAGES	  256
 #define DEFAULT_BULK_DEPTH	  8
 #define DEFAULT_BULK_DEPTH_SHARED 2
-#define DEFAULT_BUSY_POLL_US	  50
+#define DEFAULT_BUSY_POLL_US	  200
 
 struct cli {
 	const char *images_dir;

@@ -30,6 +30,8 @@
 #define FAULT_AROUND_PAGES 8
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
+/* While polling for faults, a background chunk still goes at least this often. */
+#define BG_STARVE_NS (2 * 1000000ULL)
 /* --record-profile: background population waits until faults have stopped this long. */
 #define RECORD_QUIET_NS (250 * 1000000ULL)
 
@@ -69,7 +71,7 @@ struct daemon {
 	enum copy_path path; /* what the copies under way are for (bytes by path) */
 
 	uint64_t busy_poll_ns;
-	uint64_t last_fault_ns, finish_ns;
+	uint64_t last_fault_ns, finish_ns, last_bg_ns;
 	const struct profile *prefetch;
 	struct profile *rec; /* --record-profile */
 	bool rec_full;
@@ -1238,7 +1240,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		 */
 		if (!d.rem && d.busy_poll_ns && now_ns() - d.last_fault_ns < d.busy_poll_ns) {
 			polling = true;
-			bg = false;
+			/* Faults coming closer together than the window must not starve it. */
+			if (!bg || now_ns() - d.last_bg_ns < BG_STARVE_NS)
+				bg = false;
 		}
 		/*
 		 * Recording: what the background copies first is never asked for by a fault,
@@ -1277,8 +1281,11 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 				handle_uffd(&d, t);
 			}
 		}
-		if (bg && !d.failed && !prefetch_step(&d))
-			background_step(&d);
+		if (bg && !d.failed) {
+			if (!prefetch_step(&d))
+				background_step(&d);
+			d.last_bg_ns = now_ns();
+		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &d.t_complete);
 
