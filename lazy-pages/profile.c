@@ -93,12 +93,11 @@ void profile_free(struct profile *p)
 	memset(p, 0, sizeof(*p));
 }
 
-#define fail_at(err, name, off, ...)                                                                    \
-	do {                                                                                            \
-		int _n = snprintf((err)->msg, sizeof((err)->msg), "profile %s, offset %zu: ", name, \
-				  (size_t)(off));                                                       \
-		if (_n > 0 && (size_t)_n < sizeof((err)->msg))                                          \
-			snprintf((err)->msg + _n, sizeof((err)->msg) - _n, __VA_ARGS__);                \
+#define fail_at(err, name, off, ...)                                                                                \
+	do {                                                                                                        \
+		int _n = snprintf((err)->msg, sizeof((err)->msg), "profile %s, offset %zu: ", name, (size_t)(off)); \
+		if (_n > 0 && (size_t)_n < sizeof((err)->msg))                                                      \
+			snprintf((err)->msg + _n, sizeof((err)->msg) - _n, __VA_ARGS__);                            \
 	} while (0)
 
 int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, const struct crimg *img,
@@ -141,7 +140,8 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 		return -EINVAL;
 	}
 	if (len != PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE) {
-		fail_at(err, name, len < PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE ? len : PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE,
+		fail_at(err, name,
+			len < PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE ? len : PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE,
 			"%llu records need %llu bytes, the file has %zu", (unsigned long long)nr,
 			(unsigned long long)(PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE), len);
 		return -EINVAL;
@@ -152,7 +152,8 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 		size_t off = r - b;
 
 		if (!vpid || vpid > INT32_MAX) {
-			fail_at(err, name, off, "record %llu: bad pid %llu", (unsigned long long)i, (unsigned long long)vpid);
+			fail_at(err, name, off, "record %llu: bad pid %llu", (unsigned long long)i,
+				(unsigned long long)vpid);
 			goto bad;
 		}
 		if (!n || n > PROFILE_MAX_RUN) {
@@ -182,8 +183,7 @@ bad:
 	return -EINVAL;
 }
 
-int profile_load(const char *path, uint64_t fp, const struct crimg *img, struct profile *out,
-		 struct profile_error *err)
+int profile_load(const char *path, uint64_t fp, const struct crimg *img, struct profile *out, struct profile_error *err)
 {
 	struct stat st;
 	uint8_t *buf = NULL;
@@ -201,7 +201,8 @@ int profile_load(const char *path, uint64_t fp, const struct crimg *img, struct 
 		snprintf(err->msg, sizeof(err->msg), "profile %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > PROFILE_HDR_SIZE + (uint64_t)PROFILE_MAX_RECORDS * PROFILE_REC_SIZE) {
+	if (!S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > PROFILE_HDR_SIZE + (uint64_t)PROFILE_MAX_RECORDS * PROFILE_REC_SIZE) {
 		ret = -EINVAL;
 		snprintf(err->msg, sizeof(err->msg), "profile %s: not a regular file of at most %llu bytes", path,
 			 (unsigned long long)(PROFILE_HDR_SIZE + (uint64_t)PROFILE_MAX_RECORDS * PROFILE_REC_SIZE));
