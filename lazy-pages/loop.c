@@ -647,8 +647,9 @@ static bool prefetch_step(struct daemon *d)
 			case COPY_QUEUED:
 				break;
 			case COPY_RETRY:
+				/* Layout events first; the next step tries these pages again. */
 				handle_uffd(d, t);
-				continue; /* the same pages again, with the layout brought up to date */
+				return true;
 			case COPY_NOENT:
 				if (task_drop(t, r->start + (k << PAGE_SHIFT), r->start + ((k + 1) << PAGE_SHIFT)))
 					fail(d);
