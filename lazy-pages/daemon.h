@@ -109,6 +109,7 @@ struct lazy_task {
 	uint64_t pf_off;
 	struct profile_rec *pf_sorted;
 	size_t pf_nr_sorted;
+	uint64_t pf_retry_ns; /* before the finish word: VMAs not registered yet, retry then */
 
 	bool done; /* uffd closed: complete, or the task is gone */
 	bool gone;
@@ -277,7 +278,7 @@ struct loop_stats {
 	uint64_t profile_records; /* --prefetch-profile records read */
 	uint64_t profile_skipped_records; /* for tasks the images do not have */
 	uint64_t recorded_records; /* --record-profile records written */
-	double prefetch_done_ms;   /* when the last task's profile was copied (after finish) */
+	double prefetch_done_ms;   /* when the last task's profile was copied (since the start) */
 };
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */

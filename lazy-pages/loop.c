@@ -32,6 +32,8 @@
 #define MSGS_PER_READ	   64
 /* While polling for faults, a background chunk still goes at least this often. */
 #define BG_STARVE_NS (2 * 1000000ULL)
+/* Prefetch before the finish word found the VMAs not registered yet: retry after this. */
+#define PREFETCH_RETRY_NS (1000000ULL)
 /* --record-profile: background population waits until faults have stopped this long. */
 #define RECORD_QUIET_NS (250 * 1000000ULL)
 
@@ -71,7 +73,7 @@ struct daemon {
 	enum copy_path path; /* what the copies under way are for (bytes by path) */
 
 	uint64_t busy_poll_ns;
-	uint64_t last_fault_ns, finish_ns, last_bg_ns;
+	uint64_t start_ns, last_fault_ns, finish_ns, last_bg_ns;
 	const struct profile *prefetch;
 	struct profile *rec; /* --record-profile */
 	bool rec_full;
@@ -602,6 +604,28 @@ static int task_prefetch_init(struct daemon *d, struct lazy_task *t)
 	return 0;
 }
 
+/*
+ * Before the finish word: 0 if a task's profile can be prefetched now, the ms to wait if
+ * all that is left waits for the restorer to register its VMAs, -1 if nothing is left.
+ */
+static int prefetch_wait_ms(const struct daemon *d)
+{
+	uint64_t now = now_ns(), next = UINT64_MAX;
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		const struct lazy_task *t = d->tasks[i];
+
+		if (t->done || t->pf_pos >= t->pf_nr)
+			continue;
+		if (t->pf_retry_ns <= now)
+			return 0;
+		if (t->pf_retry_ns < next)
+			next = t->pf_retry_ns;
+	}
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000) + 1;
+}
+
 /* Copy up to one chunk of the next task's profile pages, in recorded order; true if any work. */
 static bool prefetch_step(struct daemon *d)
 {
@@ -612,7 +636,7 @@ static bool prefetch_step(struct daemon *d)
 		struct lazy_task *t = d->tasks[ti];
 		uint64_t budget = BG_CHUNK_PAGES;
 
-		if (t->done || t->pf_pos >= t->pf_nr)
+		if (t->done || t->pf_pos >= t->pf_nr || (!d->finished && t->pf_retry_ns > now_ns()))
 			continue;
 		d->pf_task = ti;
 		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr) {
@@ -651,6 +675,14 @@ static bool prefetch_step(struct daemon *d)
 				handle_uffd(d, t);
 				return true;
 			case COPY_NOENT:
+				/*
+				 * Before the finish word, the restorer may not have registered
+				 * the VMAs yet (criu sends the uffd first): try again shortly.
+				 */
+				if (!d->finished) {
+					t->pf_retry_ns = now_ns() + PREFETCH_RETRY_NS;
+					return true;
+				}
 				if (task_drop(t, r->start + (k << PAGE_SHIFT), r->start + ((k + 1) << PAGE_SHIFT)))
 					fail(d);
 				continue;
@@ -668,9 +700,9 @@ static bool prefetch_step(struct daemon *d)
 				t->pf_off = 0;
 			}
 			if (t->pf_pos == t->pf_nr) {
-				d->ls.prefetch_done_ms = (now_ns() - d->finish_ns) / 1e6;
-				pr_info("task %d: profile prefetched %.1f ms after the restore finished", t->vpid,
-					d->ls.prefetch_done_ms);
+				d->ls.prefetch_done_ms = (now_ns() - d->start_ns) / 1e6;
+				pr_info("task %d: profile prefetched, %.1f ms after the daemon started%s", t->vpid,
+					d->ls.prefetch_done_ms, d->finished ? "" : ", before the restore finished");
 			}
 		}
 		if (!t->done && !t->nr_pending)
@@ -1177,6 +1209,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	int ret, n, i, status = 1;
 
 	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
+	d.start_ns = now_ns();
 	d.nr_expected = crimg_nr_tasks(img);
 	d.ls.busy_poll_us = o->busy_poll_ns / 1000;
 	if (o->record_profile)
@@ -1225,7 +1258,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	pr_info("criu restore connected; expecting %zu tasks", d.nr_expected);
 
 	while (!d.failed && !all_done(&d)) {
-		bool bg = d.finished, polling = false;
+		bool bg = d.finished, polling = false, early_pf = false;
 		int timeout = -1;
 
 		/* Remote: keep the background requests going; answers and faults wake us. */
@@ -1258,9 +1291,21 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 				timeout = (int)((RECORD_QUIET_NS - (now - last)) / 1000000) + 1;
 			}
 		}
-		if (!bg && !polling)
+		/*
+		 * The profile goes from the moment the restorer has registered a task's
+		 * VMAs, well before the finish word: the program should find its hot pages
+		 * there when it starts.
+		 */
+		if (d.prefetch && !d.finished) {
+			int w = prefetch_wait_ms(&d);
+
+			early_pf = !w;
+			if (w > 0)
+				timeout = w;
+		}
+		if (!bg && !polling && !early_pf)
 			d.ls.epoll_sleeps++;
-		n = epoll_wait(d.ep, evs, 32, bg || polling ? 0 : timeout);
+		n = epoll_wait(d.ep, evs, 32, bg || polling || early_pf ? 0 : timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1286,6 +1331,8 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			if (!prefetch_step(&d))
 				background_step(&d);
 			d.last_bg_ns = now_ns();
+		} else if (early_pf && !d.failed && !d.finished) {
+			prefetch_step(&d);
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &d.t_complete);
