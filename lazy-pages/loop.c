@@ -705,7 +705,8 @@ static bool prefetch_step(struct daemon *d)
 					d->ls.prefetch_done_ms, d->finished ? "" : ", before the restore finished");
 			}
 		}
-		if (!t->done && !t->nr_pending)
+		/* Before the finish word a task is never closed: the finish word does that. */
+		if (d->finished && !t->done && !t->nr_pending)
 			task_finish(d, t, false);
 		return true;
 	}
