@@ -19,6 +19,7 @@
 #define DEFAULT_BULK_PAGES	  256
 #define DEFAULT_BULK_DEPTH	  8
 #define DEFAULT_BULK_DEPTH_SHARED 2
+#define DEFAULT_BUSY_POLL_US	  200
 
 struct cli {
 	const char *images_dir;
@@ -54,6 +55,15 @@ static void usage(FILE *out, const char *name)
 		"                         work dir)\n"
 		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
 		"      --stats FILE       write what was served as JSON at exit\n"
+		"      --busy-poll USEC   after a fault, poll the uffds this long for the next one\n"
+		"                         before going back to background copies or sleeping\n"
+		"                         (default %u; 0: never poll)\n"
+		"      --record-profile FILE\n"
+		"                         write the order in which faults first asked for pages\n"
+		"                         (local pages only)\n"
+		"      --prefetch-profile FILE\n"
+		"                         copy the pages of a profile recorded on these images first,\n"
+		"                         in recorded order, then the rest (local pages only)\n"
 		"      --no-default-config  accepted for criu compatibility (there is no config)\n"
 		"\n"
 		"Remote pages (live migration): the page map comes from -D, the page data from a page\n"
@@ -82,7 +92,7 @@ static void usage(FILE *out, const char *name)
 		"      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
 		"      --tls-no-cn-verify do not check that the server's certificate names ADDR\n"
 		"  -h, --help             this text\n",
-		name, DEFAULT_BULK_PAGES, DEFAULT_BULK_DEPTH, DEFAULT_BULK_DEPTH_SHARED);
+		name, DEFAULT_BUSY_POLL_US, DEFAULT_BULK_PAGES, DEFAULT_BULK_DEPTH, DEFAULT_BULK_DEPTH_SHARED);
 }
 
 /* -v, -vN, -vvv and --verbosity=N, as criu takes them. */
@@ -205,6 +215,9 @@ int cmd_daemon(int argc, char **argv)
 		OPT_TLS_CERT,
 		OPT_TLS_KEY,
 		OPT_TLS_NO_CN,
+		OPT_BUSY_POLL,
+		OPT_RECORD_PROFILE,
+		OPT_PREFETCH_PROFILE,
 	};
 	static const struct option longopts[] = {
 		{ "images-dir", required_argument, NULL, 'D' },
@@ -230,11 +243,18 @@ int cmd_daemon(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 		{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
+		{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
+		{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
+		{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
-	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c };
+	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c, .busy_poll_ns = DEFAULT_BUSY_POLL_US * 1000ULL };
+	const char *record_arg = NULL, *prefetch_arg = NULL;
+	char *record_path = NULL, *prefetch_path = NULL;
+	struct profile prefetch = { 0 };
+	struct profile_error perr;
 	struct remote_opts ro = {
 		.reconnect_timeout = 30,
 		.bulk_pages = DEFAULT_BULK_PAGES,
@@ -358,6 +378,20 @@ int cmd_daemon(int argc, char **argv)
 		case OPT_STATS:
 			c.stats_file = optarg;
 			break;
+		case OPT_BUSY_POLL:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 1000000) {
+				pr_err("bad --busy-poll '%s' (microseconds, 0 to 1000000)", optarg);
+				return 2;
+			}
+			o.busy_poll_ns = (uint64_t)v * 1000;
+			break;
+		case OPT_RECORD_PROFILE:
+			record_arg = optarg;
+			break;
+		case OPT_PREFETCH_PROFILE:
+			prefetch_arg = optarg;
+			break;
 		case 'h':
 			usage(stdout, argv[0]);
 			return 0;
@@ -372,6 +406,10 @@ int cmd_daemon(int argc, char **argv)
 	}
 	if (remote_opt && !remote) {
 		pr_err("--address, --port and --ps-protocol need --page-server");
+		return 2;
+	}
+	if (remote && (record_arg || prefetch_arg)) {
+		pr_err("--record-profile and --prefetch-profile work with local pages, not --page-server");
 		return 2;
 	}
 	if (remote && !ro.port) {
@@ -416,6 +454,21 @@ int cmd_daemon(int argc, char **argv)
 		}
 		o.stats_file = stats;
 	}
+	if (record_arg) {
+		record_path = absolute_from_cwd(record_arg);
+		if (!record_path) {
+			pr_err("--record-profile %s: %m", record_arg);
+			goto out;
+		}
+		o.record_profile = record_path;
+	}
+	if (prefetch_arg) {
+		prefetch_path = absolute_from_cwd(prefetch_arg);
+		if (!prefetch_path) {
+			pr_err("--prefetch-profile %s: %m", prefetch_arg);
+			goto out;
+		}
+	}
 	/* Like criu, everything relative (socket, log, pidfile) lives in the work dir. */
 	if (chdir(c.work_dir ? c.work_dir : images)) {
 		pr_err("work dir %s: %m", c.work_dir ? c.work_dir : images);
@@ -437,8 +490,24 @@ int cmd_daemon(int argc, char **argv)
 		pr_err("%s", err.msg);
 		goto out;
 	}
+	o.fingerprint = profile_fingerprint(img);
+	if (prefetch_path) {
+		/* Refused before the socket listens: criu restore then fails at once, visibly. */
+		if (profile_load(prefetch_path, o.fingerprint, img, &prefetch, &perr)) {
+			pr_err("--prefetch-profile: %s", perr.msg);
+			goto out;
+		}
+		if (prefetch.skipped_tasks)
+			pr_warn("--prefetch-profile %s: %zu records for tasks these images do not have; skipped",
+				prefetch_path, prefetch.skipped_tasks);
+		pr_info("--prefetch-profile %s: %zu records", prefetch_path, prefetch.nr);
+		o.prefetch = &prefetch;
+	}
 	status = daemon_serve(img, &o);
 out:
+	profile_free(&prefetch);
+	free(record_path);
+	free(prefetch_path);
 	crimg_close(img);
 	free(images);
 	free(stats);

@@ -18,6 +18,7 @@
 #include <linux/userfaultfd.h>
 
 #include "crimg.h"
+#include "profile.h"
 #include "proto.h"
 
 #define PAGE_SHIFT 12
@@ -56,14 +57,33 @@ struct lazy_range {
 	uint64_t *pending; /* bit i set: page i still to be copied */
 };
 
+/* Where copied bytes went: a fault's own page, its fault-around, background, prefetch. */
+enum copy_path { PATH_FAULT, PATH_AROUND, PATH_BG, PATH_PREFETCH, NR_PATHS };
+
+/* Fault latency: log-linear buckets (16 per power of two of ns) for the quantiles. */
+#define LAT_FINE_BUCKETS 640
+/* ... and log2 buckets of microseconds for the JSON histogram. */
+#define LAT_LOG2_BUCKETS 24
+
 struct fault_stats {
-	uint64_t faults;	/* PAGEFAULT messages */
-	uint64_t pages_fault;	/* pages copied to serve a fault */
-	uint64_t pages_bg;	/* pages copied by background population */
-	uint64_t pages_zero;	/* zero pages mapped for faults outside lazy data */
-	uint64_t bytes;		/* page data copied */
-	uint64_t *lat_ns;	/* service latency of each fault */
-	size_t nr_lat, cap_lat;
+	uint64_t faults;	 /* PAGEFAULT messages */
+	uint64_t faults_copied;	 /* the page was still lazy: copied for this fault */
+	uint64_t faults_present; /* already copied (fault-around, background, prefetch): woken */
+	uint64_t faults_zero;	 /* outside lazy data: a zero page */
+	uint64_t faults_queued;	 /* remote: answered later by a request on its way */
+	uint64_t pages_fault;	 /* pages copied to serve a fault, fault-around included */
+	uint64_t pages_around;	 /* of those, the pages after the faulting one */
+	uint64_t pages_bg;	 /* pages copied by background population */
+	uint64_t pages_prefetch; /* pages copied from the --prefetch-profile */
+	uint64_t pages_zero;	 /* zero pages mapped for faults outside lazy data */
+	uint64_t bytes;		 /* page data copied */
+	uint64_t bytes_path[NR_PATHS];
+	/* --prefetch-profile: profile pages in lazy memory, copied by prefetch before any
+	 * fault asked (hits), asked for by a fault first (misses), outside lazy memory. */
+	uint64_t profile_pages, prefetch_hits, prefetch_misses, profile_skipped;
+	uint64_t nr_lat, lat_max_ns;
+	uint32_t lat_fine[LAT_FINE_BUCKETS];
+	uint32_t lat_log2_us[LAT_LOG2_BUCKETS];
 };
 
 struct lazy_task {
@@ -79,6 +99,19 @@ struct lazy_task {
 	size_t bg_range; /* where background population resumes */
 
 	uint32_t guard_id; /* its uffd's copy in the guard */
+	/* Adaptive fault-around: where a sequential fault would come next, and the window. */
+	uint64_t seq_next;
+	uint64_t seq_prev_img; /* dump-time address of the last fault's page */
+	uint64_t around;
+	/* --prefetch-profile: this task's records (recorded order), the next one, how far
+	 * into it; and its profile pages sorted by address (for the miss count). */
+	const struct profile_rec **pf;
+	size_t pf_nr, pf_pos;
+	uint64_t pf_off;
+	struct profile_rec *pf_sorted;
+	size_t pf_nr_sorted;
+	uint64_t pf_retry_ns; /* before the finish word: VMAs not registered yet, retry then */
+
 	bool done; /* uffd closed: complete, or the task is gone */
 	bool gone;
 	struct fault_stats st;
@@ -235,6 +268,11 @@ void handoff_close(struct handoff *h);
 
 struct daemon_opts {
 	const char *stats_file; /* --stats: JSON written at exit, or NULL */
+	/* --busy-poll: after a fault, poll the uffds this long before sleeping in epoll. */
+	uint64_t busy_poll_ns;
+	const char *record_profile; /* --record-profile: written at a successful exit */
+	const struct profile *prefetch; /* --prefetch-profile, loaded, or NULL */
+	uint64_t fingerprint;		/* profile_fingerprint() of the images */
 	const struct remote_opts *remote; /* --page-server, or NULL: the local pages files */
 	/* Called once lazy-pages.socket listens, before accepting: daemonize, report ready. */
 	int (*ready)(void *arg);
@@ -253,6 +291,18 @@ void daemon_null_stdio(void);
 /* ---- stats.c ---- */
 
 void stats_add_latency(struct fault_stats *st, uint64_t ns);
+
+/* Daemon-wide figures of the loop, for the JSON and the end-of-run line. */
+struct loop_stats {
+	uint64_t busy_poll_us;	 /* the setting */
+	uint64_t polled_wakeups; /* faults found by polling, without sleeping */
+	uint64_t epoll_sleeps;	 /* blocking epoll_wait calls */
+	uint64_t profile_records; /* --prefetch-profile records read */
+	uint64_t profile_skipped_records; /* for tasks the images do not have */
+	uint64_t recorded_records; /* --record-profile records written */
+	double prefetch_done_ms;   /* when the last task's profile was copied (since the start) */
+};
+void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */
 void stats_set_remote(const struct remote_stats *rs);
 int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s);

@@ -22,9 +22,20 @@
 
 /* Background chunk: 2 MiB copies run near the UFFDIO_COPY ceiling and take ~0.5 ms. */
 #define BG_CHUNK_PAGES 512
-/* Pages copied for a fault: the faulting page and the pending run after it. */
+/*
+ * Pages copied for a fault: the faulting page and the pending run after it. The window
+ * doubles while a task's faults come in address order, each one just past what the last
+ * copied, up to a background chunk; any other fault sets it back.
+ */
 #define FAULT_AROUND_PAGES 8
+#define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
+/* While polling for faults, a background chunk still goes at least this often. */
+#define BG_STARVE_NS (2 * 1000000ULL)
+/* Prefetch before the finish word found the VMAs not registered yet: retry after this. */
+#define PREFETCH_RETRY_NS (1000000ULL)
+/* --record-profile: background population waits until faults have stopped this long. */
+#define RECORD_QUIET_NS (250 * 1000000ULL)
 
 enum copy_res {
 	COPY_OK,
@@ -59,7 +70,16 @@ struct daemon {
 	size_t nr_received;
 	bool finished; /* the restore-finished word arrived */
 	size_t bg_task;
+	size_t pf_task; /* where prefetch resumes */
 	bool failed;
+	enum copy_path path; /* what the copies under way are for (bytes by path) */
+
+	uint64_t busy_poll_ns;
+	uint64_t start_ns, last_fault_ns, finish_ns, last_bg_ns;
+	const struct profile *prefetch;
+	struct profile *rec; /* --record-profile */
+	bool rec_full;
+	struct loop_stats ls;
 
 	struct timespec t_start, t_finish, t_complete;
 };
@@ -122,6 +142,11 @@ static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
 	t->done = true;
 	t->gone = gone;
 	task_free_ranges(t);
+	free(t->pf);
+	free(t->pf_sorted);
+	t->pf = NULL;
+	t->pf_sorted = NULL;
+	t->pf_nr = t->pf_nr_sorted = 0;
 }
 
 static void fail(struct daemon *d)
@@ -152,6 +177,7 @@ static enum copy_res copy_run(struct daemon *d, struct lazy_task *t, size_t ri, 
 		task_mark_done(t, r, k, pages);
 		*copied += pages;
 		t->st.bytes += done;
+		t->st.bytes_path[d->path] += done;
 		k += pages;
 		n -= pages;
 		data += done;
@@ -256,23 +282,105 @@ static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t 
 
 static enum copy_res remote_fault(struct daemon *d, struct lazy_task *t, struct lazy_range *r, uint64_t k);
 
+/* A fault on a page with nothing to copy: outside lazy data (zero), or copied already. */
+static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_t page)
+{
+	uint64_t zeros = t->st.pages_zero;
+	enum copy_res res = serve_zero(d, t, page);
+
+	if (res == COPY_RETRY)
+		return res; /* counted when it is retried */
+	if (t->st.pages_zero != zeros)
+		t->st.faults_zero++;
+	else
+		t->st.faults_present++;
+	return res;
+}
+
+/*
+ * --record-profile: the faulting page, and on a sequential fault the pages between the
+ * previous fault and this one too (its fault-around, which the task evidently read, or it
+ * would not be here). A random fault's fault-around is left out: mostly never touched, it
+ * would make the prefetch of a scattered hot set several times larger than the set.
+ */
+static void record_fault(struct daemon *d, struct lazy_task *t, uint64_t img, bool seq)
+{
+	int ret = 0;
+
+	if (seq && img > t->seq_prev_img && img - t->seq_prev_img <= (FAULT_AROUND_MAX << PAGE_SHIFT) &&
+	    img - t->seq_prev_img > PAGE_SZ)
+		ret = profile_add(d->rec, t->vpid, t->seq_prev_img + PAGE_SZ,
+				  (uint32_t)((img - t->seq_prev_img - PAGE_SZ) >> PAGE_SHIFT));
+	if (!ret)
+		ret = profile_add(d->rec, t->vpid, img, 1);
+	if (ret && !d->rec_full) {
+		pr_warn("--record-profile: %s; the profile stops here", strerror(-ret));
+		d->rec_full = true;
+	}
+}
+
+/* Is dump-time page IMG among T's profile pages? */
+static bool in_profile(const struct lazy_task *t, uint64_t img)
+{
+	size_t lo = 0, hi = t->pf_nr_sorted;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct profile_rec *p = &t->pf_sorted[mid];
+
+		if (img < p->img_addr)
+			hi = mid;
+		else if (img >= p->img_addr + ((uint64_t)p->nr_pages << PAGE_SHIFT))
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
 static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t addr)
 {
 	uint64_t page = addr & ~(PAGE_SZ - 1), k, n, copied;
 	ssize_t ri = task_find(t, page);
+	bool seq;
 	struct lazy_range *r;
 	enum copy_res res;
 
 	if (ri < 0)
-		return serve_zero(d, t, page);
+		return serve_absent(d, t, page);
 	r = &t->ranges[ri];
 	k = (page - r->start) >> PAGE_SHIFT;
 	if (!range_page_pending(r, k))
-		return serve_zero(d, t, page);
-	if (d->rem)
+		return serve_absent(d, t, page);
+	if (d->rem) {
+		t->st.faults_queued++;
 		return remote_fault(d, t, r, k);
-	n = range_pending_run(r, k, FAULT_AROUND_PAGES);
+	}
+	t->st.faults_copied++;
+	/* Sequential: this fault is where the last one's copy ended. */
+	seq = page == t->seq_next && t->around;
+	if (seq)
+		t->around = t->around * 2 < FAULT_AROUND_MAX ? t->around * 2 : FAULT_AROUND_MAX;
+	else
+		/* Recording: a neighbour copied unasked would never show up in the profile. */
+		t->around = d->rec ? 1 : FAULT_AROUND_PAGES;
+	n = range_pending_run(r, k, t->around);
+	d->path = PATH_AROUND;
 	res = copy_pages(d, t, ri, k, n, &copied);
+	if (res == COPY_RETRY && !copied)
+		t->st.faults_copied--; /* counted when it is retried */
+	if (copied) {
+		/* The run starts at the faulting page: its bytes are the fault's own. */
+		t->st.bytes_path[PATH_AROUND] -= PAGE_SZ;
+		t->st.bytes_path[PATH_FAULT] += PAGE_SZ;
+		t->st.pages_around += copied - 1;
+		if (t->pf_nr_sorted && in_profile(t, r->img_start + (k << PAGE_SHIFT)))
+			t->st.prefetch_misses++;
+		if (d->rec && !t->parent_vpid)
+			record_fault(d, t, r->img_start + (k << PAGE_SHIFT), seq);
+	}
+	t->seq_next = page + (n << PAGE_SHIFT);
+	t->seq_prev_img = r->img_start + (k << PAGE_SHIFT);
 	t->st.pages_fault += copied;
 	if (res == COPY_NOENT) {
 		pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
@@ -326,6 +434,7 @@ static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const str
 		uint64_t t0 = now_ns();
 
 		t->st.faults++;
+		d->last_fault_ns = t0;
 		res = serve_fault(d, t, m->arg.pagefault.address);
 		if (res == COPY_RETRY && df->nr < sizeof(df->addr) / sizeof(df->addr[0])) {
 			df->addr[df->nr++] = m->arg.pagefault.address;
@@ -431,6 +540,190 @@ static struct lazy_task *find_task(struct daemon *d, pid_t vpid)
 	return NULL;
 }
 
+static int cmp_rec(const void *a, const void *b)
+{
+	const struct profile_rec *x = a, *y = b;
+
+	return x->img_addr < y->img_addr ? -1 : x->img_addr > y->img_addr;
+}
+
+/* The range of T holding dump-time page IMG, or -1. */
+static ssize_t range_by_img(const struct lazy_task *t, uint64_t img)
+{
+	ssize_t ri = task_find(t, img);
+	size_t i;
+
+	if (ri >= 0 && t->ranges[ri].start == t->ranges[ri].img_start)
+		return ri;
+	/* Moved by a remap: the dump-time addresses are no longer the order. */
+	for (i = 0; i < t->nr_ranges; i++) {
+		const struct lazy_range *r = &t->ranges[i];
+
+		if (img >= r->img_start && img < r->img_start + (r->nr_pages << PAGE_SHIFT))
+			return i;
+	}
+	return -1;
+}
+
+/* T's share of the --prefetch-profile: its records in order, and its pages counted. */
+static int task_prefetch_init(struct daemon *d, struct lazy_task *t)
+{
+	const struct profile *p = d->prefetch;
+	size_t i, n = 0;
+
+	for (i = 0; i < p->nr; i++)
+		n += p->recs[i].vpid == t->vpid;
+	if (!n)
+		return 0;
+	t->pf = malloc(n * sizeof(*t->pf));
+	t->pf_sorted = malloc(n * sizeof(*t->pf_sorted));
+	if (!t->pf || !t->pf_sorted)
+		return -ENOMEM;
+	for (i = 0; i < p->nr; i++) {
+		const struct profile_rec *rec = &p->recs[i];
+		uint64_t a = rec->img_addr, end = a + ((uint64_t)rec->nr_pages << PAGE_SHIFT);
+
+		if (rec->vpid != t->vpid)
+			continue;
+		t->pf_sorted[t->pf_nr] = *rec;
+		t->pf[t->pf_nr++] = rec;
+		while (a < end) {
+			ssize_t ri = task_find(t, a);
+			uint64_t stop = end;
+			size_t j;
+
+			if (ri >= 0) {
+				const struct lazy_range *r = &t->ranges[ri];
+
+				if (r->start + (r->nr_pages << PAGE_SHIFT) < stop)
+					stop = r->start + (r->nr_pages << PAGE_SHIFT);
+				t->st.profile_pages += (stop - a) >> PAGE_SHIFT;
+			} else {
+				for (j = 0; j < t->nr_ranges; j++)
+					if (t->ranges[j].start > a && t->ranges[j].start < stop)
+						stop = t->ranges[j].start;
+				t->st.profile_skipped += (stop - a) >> PAGE_SHIFT;
+			}
+			a = stop;
+		}
+	}
+	t->pf_nr_sorted = t->pf_nr;
+	qsort(t->pf_sorted, t->pf_nr_sorted, sizeof(*t->pf_sorted), cmp_rec);
+	if (t->st.profile_skipped)
+		pr_warn("--prefetch-profile: %llu pages of task %d are not lazy memory of this dump; skipped",
+			(unsigned long long)t->st.profile_skipped, t->vpid);
+	return 0;
+}
+
+/*
+ * Before the finish word: 0 if a task's profile can be prefetched now, the ms to wait if
+ * all that is left waits for the restorer to register its VMAs, -1 if nothing is left.
+ */
+static int prefetch_wait_ms(const struct daemon *d)
+{
+	uint64_t now = now_ns(), next = UINT64_MAX;
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		const struct lazy_task *t = d->tasks[i];
+
+		if (t->done || t->pf_pos >= t->pf_nr)
+			continue;
+		if (t->pf_retry_ns <= now)
+			return 0;
+		if (t->pf_retry_ns < next)
+			next = t->pf_retry_ns;
+	}
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000) + 1;
+}
+
+/* Copy up to one chunk of the next task's profile pages, in recorded order; true if any work. */
+static bool prefetch_step(struct daemon *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		size_t ti = (d->pf_task + i) % d->nr_tasks;
+		struct lazy_task *t = d->tasks[ti];
+		uint64_t budget = BG_CHUNK_PAGES;
+
+		if (t->done || t->pf_pos >= t->pf_nr || (!d->finished && t->pf_retry_ns > now_ns()))
+			continue;
+		d->pf_task = ti;
+		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr) {
+			const struct profile_rec *rec = t->pf[t->pf_pos];
+			uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, copied, k, max;
+			ssize_t ri = range_by_img(t, a);
+			enum copy_res res = COPY_OK;
+			struct lazy_range *r;
+
+			if (ri >= 0) {
+				r = &t->ranges[ri];
+				k = (a - r->img_start) >> PAGE_SHIFT;
+				max = rec->nr_pages - t->pf_off;
+				if (max > r->nr_pages - k)
+					max = r->nr_pages - k;
+				if (max > budget)
+					max = budget;
+				if (range_page_pending(r, k)) {
+					n = range_pending_run(r, k, max);
+					d->path = PATH_PREFETCH;
+					res = copy_pages(d, t, ri, k, n, &copied);
+					t->st.pages_prefetch += copied;
+					t->st.prefetch_hits += copied;
+				} else {
+					n = range_next_pending(r, k) - k;
+					if (n > max)
+						n = max;
+				}
+			}
+			switch (res) {
+			case COPY_OK:
+			case COPY_QUEUED:
+				break;
+			case COPY_RETRY:
+				/* Layout events first; the next step tries these pages again. */
+				handle_uffd(d, t);
+				return true;
+			case COPY_NOENT:
+				/*
+				 * Before the finish word, the restorer may not have registered
+				 * the VMAs yet (criu sends the uffd first): try again shortly.
+				 */
+				if (!d->finished) {
+					t->pf_retry_ns = now_ns() + PREFETCH_RETRY_NS;
+					return true;
+				}
+				if (task_drop(t, r->start + (k << PAGE_SHIFT), r->start + ((k + 1) << PAGE_SHIFT)))
+					fail(d);
+				continue;
+			case COPY_GONE:
+				task_finish(d, t, true);
+				return true;
+			case COPY_FAILED:
+				fail(d);
+				return true;
+			}
+			t->pf_off += n;
+			budget -= n < budget ? n : budget;
+			if (t->pf_off >= rec->nr_pages) {
+				t->pf_pos++;
+				t->pf_off = 0;
+			}
+			if (t->pf_pos == t->pf_nr) {
+				d->ls.prefetch_done_ms = (now_ns() - d->start_ns) / 1e6;
+				pr_info("task %d: profile prefetched, %.1f ms after the daemon started%s", t->vpid,
+					d->ls.prefetch_done_ms, d->finished ? "" : ", before the restore finished");
+			}
+		}
+		/* Before the finish word a task is never closed: the finish word does that. */
+		if (d->finished && !t->done && !t->nr_pending)
+			task_finish(d, t, false);
+		return true;
+	}
+	return false;
+}
+
 static int on_task(struct daemon *d, const struct handoff_msg *m)
 {
 	const struct crimg_task *it = crimg_find_task(d->img, m->vpid);
@@ -457,11 +750,16 @@ static int on_task(struct daemon *d, const struct handoff_msg *m)
 	t->host_pid = m->host_pid;
 	t->uffd = m->uffd;
 	t->img = it;
+	t->around = FAULT_AROUND_PAGES;
 	ret = task_init_ranges(t);
+	if (!ret && d->prefetch)
+		ret = task_prefetch_init(d, t);
 	if (!ret)
 		ret = add_task(d, t);
 	if (ret) {
 		task_free_ranges(t);
+		free(t->pf);
+		free(t->pf_sorted);
 		close(t->uffd);
 		free(t);
 		return ret;
@@ -492,6 +790,7 @@ static int handle_conn(struct daemon *d)
 	case HANDOFF_FINISH:
 		d->finished = true;
 		clock_gettime(CLOCK_MONOTONIC, &d->t_finish);
+		d->finish_ns = now_ns();
 		pr_info("restore finished: populating the remaining pages in the background");
 		for (i = 0; i < d->nr_tasks; i++)
 			if (!d->tasks[i]->done && !d->tasks[i]->nr_pending)
@@ -588,6 +887,7 @@ again:
 			uint64_t n = range_pending_run(r, k, kend - k), copied;
 			enum copy_res res;
 
+			d->path = q->urgent ? PATH_FAULT : PATH_BG;
 			res = copy_run(d, t, ri, k, n, q->data + (r0 + (k << PAGE_SHIFT) - a0), &copied);
 			if (q->urgent)
 				t->st.pages_fault += copied;
@@ -816,6 +1116,7 @@ static bool background_step(struct daemon *d)
 		r = &t->ranges[t->bg_range];
 		k = range_next_pending(r, 0);
 		n = range_pending_run(r, k, BG_CHUNK_PAGES);
+		d->path = PATH_BG;
 		res = copy_pages(d, t, t->bg_range, k, n, &copied);
 		t->st.pages_bg += copied;
 		switch (res) {
@@ -878,18 +1179,59 @@ static void kill_restored(struct daemon *d)
 	}
 }
 
+/* One line for the log: where the pages went and how the loop waited. */
+static void log_summary(const struct daemon *d)
+{
+	uint64_t faults = 0, copied = 0, present = 0, zero = 0, b[NR_PATHS] = { 0 }, hits = 0, misses = 0, pf = 0;
+	size_t i, j;
+
+	for (i = 0; i < d->nr_tasks; i++) {
+		const struct fault_stats *st = &d->tasks[i]->st;
+
+		faults += st->faults;
+		copied += st->faults_copied;
+		present += st->faults_present;
+		zero += st->faults_zero;
+		for (j = 0; j < NR_PATHS; j++)
+			b[j] += st->bytes_path[j];
+		hits += st->prefetch_hits;
+		misses += st->prefetch_misses;
+		pf += st->profile_pages;
+	}
+	pr_info("faults %llu (copied %llu, already present %llu, zero %llu); MiB by fault %.1f, fault-around %.1f, "
+		"background %.1f, prefetch %.1f; busy-poll %llu us: %llu polled wakeups, %llu epoll sleeps; "
+		"profile %llu pages: %llu prefetched before a fault, %llu faulted first",
+		(unsigned long long)faults, (unsigned long long)copied, (unsigned long long)present,
+		(unsigned long long)zero, b[PATH_FAULT] / 1048576.0, b[PATH_AROUND] / 1048576.0, b[PATH_BG] / 1048576.0,
+		b[PATH_PREFETCH] / 1048576.0, (unsigned long long)d->ls.busy_poll_us,
+		(unsigned long long)d->ls.polled_wakeups, (unsigned long long)d->ls.epoll_sleeps,
+		(unsigned long long)pf, (unsigned long long)hits, (unsigned long long)misses);
+}
+
 /* Marks the page server's eventfd among the epoll events (tasks are theirs, criu's is NULL). */
 static char remote_marker;
 
 int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 {
-	struct daemon d = { .img = img, .conn_fd = -1, .ep = -1 };
+	struct daemon d = { .img = img, .conn_fd = -1, .ep = -1, .busy_poll_ns = o->busy_poll_ns };
+	struct profile rec = { 0 };
+	struct profile_error perr;
 	struct remote_stats rst;
 	struct epoll_event ev, evs[32];
 	int ret, n, i, status = 1;
 
 	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
+	d.start_ns = now_ns();
 	d.nr_expected = crimg_nr_tasks(img);
+	d.ls.busy_poll_us = o->busy_poll_ns / 1000;
+	if (o->record_profile)
+		d.rec = &rec;
+	d.prefetch = o->prefetch;
+	if (d.prefetch) {
+		d.ls.profile_records = d.prefetch->nr;
+		d.ls.profile_skipped_records = d.prefetch->skipped_tasks;
+	}
+	stats_set_loop(&d.ls);
 	/* Forked while the daemon has one thread: the page-server client starts more. */
 	if (guard_start(&d.guard))
 		goto out;
@@ -931,14 +1273,54 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	pr_info("criu restore connected; expecting %zu tasks", d.nr_expected);
 
 	while (!d.failed && !all_done(&d)) {
-		bool bg = d.finished;
+		bool bg = d.finished, polling = false, early_pf = false;
+		int timeout = -1;
 
 		/* Remote: keep the background requests going; answers and faults wake us. */
 		if (d.rem && bg) {
 			background_step(&d);
 			bg = false;
 		}
-		n = epoll_wait(d.ep, evs, 32, bg ? 0 : -1);
+		/*
+		 * Faults come in bursts (a thread touching memory it has not got yet): just
+		 * after one, the next is likely within microseconds, and waking from epoll or
+		 * finishing a 2 MiB chunk first would cost it more than the copy. So poll for
+		 * a short while, then go back to background work or sleep.
+		 */
+		if (!d.rem && d.busy_poll_ns && now_ns() - d.last_fault_ns < d.busy_poll_ns) {
+			polling = true;
+			/* Faults coming closer together than the window must not starve it. */
+			if (!bg || now_ns() - d.last_bg_ns < BG_STARVE_NS)
+				bg = false;
+		}
+		/*
+		 * Recording: what the background copies first is never asked for by a fault,
+		 * so it would be missing from the profile. Hold the background back until
+		 * the faults have stopped for a while.
+		 */
+		if (bg && d.rec) {
+			uint64_t now = now_ns(), last = d.last_fault_ns > d.finish_ns ? d.last_fault_ns : d.finish_ns;
+
+			if (now - last < RECORD_QUIET_NS) {
+				bg = false;
+				timeout = (int)((RECORD_QUIET_NS - (now - last)) / 1000000) + 1;
+			}
+		}
+		/*
+		 * The profile goes from the moment the restorer has registered a task's
+		 * VMAs, well before the finish word: the program should find its hot pages
+		 * there when it starts.
+		 */
+		if (d.prefetch && !d.finished) {
+			int w = prefetch_wait_ms(&d);
+
+			early_pf = !w;
+			if (w > 0)
+				timeout = w;
+		}
+		if (!bg && !polling && !early_pf)
+			d.ls.epoll_sleeps++;
+		n = epoll_wait(d.ep, evs, 32, bg || polling || early_pf ? 0 : timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -955,11 +1337,18 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 				if (handle_conn(&d))
 					fail(&d);
 			} else if (!t->done) {
+				if (polling)
+					d.ls.polled_wakeups++;
 				handle_uffd(&d, t);
 			}
 		}
-		if (bg && !d.failed)
-			background_step(&d);
+		if (bg && !d.failed) {
+			if (!prefetch_step(&d))
+				background_step(&d);
+			d.last_bg_ns = now_ns();
+		} else if (early_pf && !d.failed && !d.finished) {
+			prefetch_step(&d);
+		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &d.t_complete);
 
@@ -981,7 +1370,17 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	}
 	pr_info("all tasks complete in %.3f s (%.3f s after the restore finished)", elapsed(&d.t_start, &d.t_complete),
 		elapsed(&d.t_finish, &d.t_complete));
+	log_summary(&d);
 	status = 0;
+	if (d.rec) {
+		d.ls.recorded_records = rec.nr;
+		if (profile_write(&rec, o->record_profile, o->fingerprint, &perr)) {
+			pr_err("--record-profile: %s", perr.msg);
+			status = 1;
+		} else {
+			pr_info("--record-profile %s: %zu records", o->record_profile, rec.nr);
+		}
+	}
 	if (o->stats_file &&
 	    stats_write_json(o->stats_file, d.tasks, d.nr_tasks, elapsed(&d.t_start, &d.t_complete),
 			     elapsed(&d.t_finish, &d.t_complete)))
@@ -991,9 +1390,12 @@ out:
 		if (!d.tasks[i]->done)
 			close(d.tasks[i]->uffd);
 		task_free_ranges(d.tasks[i]);
-		free(d.tasks[i]->st.lat_ns);
+		free(d.tasks[i]->pf);
+		free(d.tasks[i]->pf_sorted);
 		free(d.tasks[i]);
 	}
+	profile_free(&rec);
+	stats_set_loop(NULL);
 	free(d.tasks);
 	/* After kill_restored: the guard only finishes what the daemon could not. */
 	guard_close(d.guard, status == 0);

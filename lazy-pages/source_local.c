@@ -9,9 +9,20 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "lazy_pages.h"
+
+/*
+ * Runs up to this many pages are read into a buffer instead: through the mapping, each
+ * small copy would map and unmap a whole large folio (hundreds of PTEs each way), which
+ * made a 4 KiB copy cost ~25 us; a pread from the page cache costs a few.
+ */
+#define SMALL_READ_PAGES 64
+
+/* What source_put drops: the aligned windows around the copied bytes. */
+#define WIDE_PUT (2 * 1024 * 1024)
 
 struct mapping {
 	int fd;
@@ -24,6 +35,7 @@ struct source {
 	const struct crimg *img;
 	struct mapping *maps;
 	size_t nr_maps;
+	uint8_t *buf; /* small reads: SMALL_READ_PAGES */
 };
 
 int source_local_open(struct source **out, const struct crimg *img)
@@ -32,6 +44,11 @@ int source_local_open(struct source **out, const struct crimg *img)
 
 	if (!s)
 		return -ENOMEM;
+	s->buf = malloc(SMALL_READ_PAGES * PAGE_SZ);
+	if (!s->buf) {
+		free(s);
+		return -ENOMEM;
+	}
 	s->img = img;
 	*out = s;
 	return 0;
@@ -47,6 +64,7 @@ void source_close(struct source *s)
 		if (s->maps[i].size)
 			munmap((void *)s->maps[i].base, s->maps[i].size);
 	free(s->maps);
+	free(s->buf);
 	free(s);
 }
 
@@ -124,36 +142,46 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 	*run = loc.nr_pages < nr ? loc.nr_pages : nr;
 	if ((m->size - loc.off) / PAGE_SZ < *run)
 		*run = (m->size - loc.off) / PAGE_SZ;
+	if (*run <= SMALL_READ_PAGES) {
+		ssize_t got = pread(loc.fd, s->buf, *run << PAGE_SHIFT, loc.off);
+
+		if (got < (ssize_t)PAGE_SZ) {
+			pr_err("%s: reading page 0x%llx of task %d at offset %llu: %s", m->path,
+			       (unsigned long long)img_addr, task->pid, (unsigned long long)loc.off,
+			       got < 0 ? strerror(errno) : "short read");
+			return got < 0 ? -errno : -EIO;
+		}
+		*run = (uint64_t)got >> PAGE_SHIFT;
+		*data = s->buf;
+	}
 	return 0;
 }
 
-/*
- * A read fault on the mapping maps more than the page: fault-around (64 KiB) and, with
- * large page-cache folios, the whole folio (up to 2 MiB). Dropping only the pages we
- * copied left the rest mapped: 64 processes faulting at random ended with ~180 MiB of
- * the dump in the daemon's RSS. Dropping the 2 MiB-aligned windows around the run
- * catches every folio it touched; a window with one folio mapped costs about what a
- * single page did.
- */
-#define PUT_ALIGN (2ULL << 20)
-
 void source_put(struct source *s, const void *data, uint64_t nr)
 {
-	uintptr_t start = (uintptr_t)data, end = start + (nr << PAGE_SHIFT);
-	size_t i;
-
 	/*
 	 * The data stays in the page cache; this only drops our mapping of it, which would
 	 * otherwise count the whole dump into the daemon's RSS by the end of population.
-	 * Never past the mapping: its neighbour may be memory of ours.
+	 */
+	uintptr_t start = (uintptr_t)data, end = start + (nr << PAGE_SHIFT);
+	size_t i;
+
+	if (data == s->buf)
+		return;
+	/*
+	 * A read fault on a file mapping also maps the cached pages around it (the
+	 * kernel's fault-around: a whole large folio, up to 2 MiB, on this kernel). Drop
+	 * the aligned 2 MiB windows around what was copied, or random faults (and chunks
+	 * not aligned in the file) leave those pages behind by the thousand. Mapping a
+	 * cached folio again when the next copy needs it is one minor fault.
 	 */
 	for (i = 0; i < s->nr_maps; i++) {
 		uintptr_t b = (uintptr_t)s->maps[i].base, e = b + s->maps[i].size;
 
 		if (start < b || start >= e)
 			continue;
-		start = start & ~(PUT_ALIGN - 1);
-		end = (end + PUT_ALIGN - 1) & ~(PUT_ALIGN - 1);
+		start &= ~(uintptr_t)(WIDE_PUT - 1);
+		end = (end + WIDE_PUT - 1) & ~(uintptr_t)(WIDE_PUT - 1);
 		if (start < b)
 			start = b;
 		if (end > ((e + PAGE_SZ - 1) & ~(uintptr_t)(PAGE_SZ - 1)))

@@ -3,7 +3,7 @@
 # mkparent: builds parent-linked image directories from a real dump (see mkparent.c),
 # with the protobuf-c code that images/ generates from images/proto.
 
-TEST_TOOLS	:= $(O)/test/tools/mkparent
+TEST_TOOLS	:= $(O)/test/tools/mkparent $(O)/test/tools/touchbench
 
 TEST_PROGS	+= $(TEST_TOOLS)
 
@@ -12,6 +12,11 @@ $(O)/obj/test/tools/mkparent.o: | $(O)/gen/pagemap.pb-c.h
 $(O)/test/tools/mkparent: $(O)/obj/test/tools/mkparent.o $(O)/obj/gen/pagemap.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+# touchbench: the workload of mk/perf-local.sh (timed first touches after a restore).
+$(O)/test/tools/touchbench: test/tools/touchbench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $<
 
 .PHONY: test-tools
 test-tools: $(TEST_TOOLS)

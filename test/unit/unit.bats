@@ -48,3 +48,7 @@ run_unit() {
 @test "unit: daemon lazy ranges follow faults, unmaps, remaps and forks (model check)" {
 	run_unit test-ranges
 }
+
+@test "unit: access profiles are read back as written; damage is refused with file and offset" {
+	run_unit test-profile
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Local lazy-restore figures, for tuning (never asserted): dump one process of SIZE MiB
+# (cached in BUILD/perf/img-SIZE), then restore it RUNS times and print one line a run.
+#
+# usage: mk/perf-local.sh BUILD_DIR CRIU_ENV MODE RUNS [DAEMON OPTIONS...]
+#   MODE idle       nothing touched until the daemon exits: full population speed
+#        seq        every page touched once in address order right after the restore
+#        hot        HOT pages (default 16384) of a fixed shuffle touched right after it
+#        eager-seq, eager-hot   the same passes after an eager restore, for comparison
+#   SIZE=MiB (1024), HOT=pages, DAEMON=ours (BUILD/lazy-uffd daemon) or criu (criu
+#   lazy-pages; no --stats, so only the wall time). Needs root and `make test-tools`.
+#
+# A line: wall_ms (criu restore to the daemon's exit), then touchbench's pass figures
+# (pass_us, touches that waited: count, median, p99), then from --stats: GB/s, seconds of
+# population after the restore finished, faults, the daemon's fault service median/p99,
+# peak RSS, polled wakeups, prefetch hits and misses, when the prefetch was done.
+#
+#   mk/perf-local.sh build build/criu-4.1.env hot 1 --record-profile /tmp/p
+#   mk/perf-local.sh build build/criu-4.1.env hot 3 --prefetch-profile /tmp/p
+set -euo pipefail
+
+build=$(realpath "${1:?build dir}")
+# shellcheck source=/dev/null
+. "${2:?criu env file}"
+mode=${3:?mode} runs=${4:?runs}
+shift 4
+size=${SIZE:-1024} hot=${HOT:-16384} daemon=${DAEMON:-ours}
+prog=$build/test/tools/touchbench lazy=$build/lazy-uffd
+dir=$build/perf img=$build/perf/img-$size w=$build/perf/work
+pids=()
+
+die() { printf 'perf-local: %s\n' "$*" >&2; exit 1; }
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		[ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] || die "needs root (checkpoint/restore)"
+[ -x "$prog" ] && [ -x "$lazy" ] || die "build first: make all test-tools"
+json() { grep -oE "\"$1\": [0-9.]+" "$w/stats.json" 2>/dev/null | head -n 1 | awk '{ print $2 }'; }
+wait_gone() { while kill -0 "$1" 2>/dev/null; do sleep 0.01; done; }
+
+mkdir -p "$w"
+case $mode in
+*seq) echo seq >"$w/mode" ;;
+*hot) echo "hot $hot" >"$w/mode" ;;
+*) echo "hot 0" >"$w/mode" ;;
+esac
+if [ ! -e "$img/done" ]; then
+	rm -rf "$img" "$w/pid"
+	mkdir -p "$img"
+	setsid unshare -p -f setsid "$prog" "$size" "$w/pid" "$w/mode" "$w/out" </dev/null >/dev/null 2>&1 &
+	pids+=($!)
+	for ((i = 0; i < 1200; i++)); do [ -s "$w/pid" ] && break; sleep 0.05; done
+	[ -s "$w/pid" ] || die "touchbench did not start"
+	"$CRIU" dump -t "$(cat "$w/pid")" -D "$img" -o dump.log >/dev/null 2>&1 || die "criu dump: see $img/dump.log"
+	touch "$img/done"
+fi
+
+for ((r = 0; r < runs; r++)); do
+	rm -f "$w/out" "$w/stats.json" "$w/ready" "$w/rpid"
+	if [[ $mode == eager-* ]]; then
+		"$CRIU" restore -d -D "$img" -W "$w" -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
+			die "criu restore: see $w/restore.log"
+		p=$(cat "$w/rpid")
+		pids+=("$p")
+		kill -TERM "$p"
+		wait_gone "$p"
+		echo "eager $(cat "$w/out")"
+		continue
+	fi
+	mkfifo "$w/ready"
+	if [ "$daemon" = criu ]; then
+		"$CRIU" lazy-pages -D "$img" -W "$w" -o lazy.log --status-fd 3 "$@" 3>"$w/ready" </dev/null >/dev/null 2>&1 &
+	else
+		"$lazy" daemon -D "$img" -W "$w" -o lazy.log -v4 --status-fd 3 --stats "$w/stats.json" "$@" \
+			3>"$w/ready" </dev/null >/dev/null 2>&1 &
+	fi
+	d=$!
+	pids+=("$d")
+	head -c1 "$w/ready" >/dev/null
+	t0=$(date +%s%N)
+	"$CRIU" restore -d -D "$img" -W "$w" --lazy-pages -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
+		die "criu restore --lazy-pages: see $w/restore.log"
+	p=$(cat "$w/rpid")
+	pids+=("$p")
+	[ "$mode" = idle ] && { wait "$d" || true; t1=$(date +%s%N); }
+	kill -TERM "$p"
+	drc=0
+	wait "$d" || drc=$?
+	[ "$mode" = idle ] || t1=$(date +%s%N)
+	wait_gone "$p"
+	[ "$drc" = 0 ] || die "the daemon exited $drc: see $w/lazy.log"
+	echo "wall_ms $(((t1 - t0) / 1000000)) $(cat "$w/out" 2>/dev/null | tr -d '\n') GB/s $(json gbytes_per_second)" \
+		"pop_s $(json populate_seconds) faults $(json faults) med_us $(json median) p99_us $(json p99)" \
+		"rss_kib $(json daemon_max_rss_kib) polled $(json polled_wakeups) hits $(json hits) misses $(json misses)" \
+		"prefetch_done_ms $(json prefetch_done_ms)"
+done
