@@ -49,6 +49,7 @@ include test/unit/unit.mk
 include test/zdtm/zdtm.mk
 include test/tools/restrict.mk
 include test/tools/remote.mk
+include bench/bench.mk
 
 all: $(PROGS)
 
@@ -91,7 +92,7 @@ demo: deps all $(O)/zdtm/anon $(NO_UFFD)
 	@mk/demo.sh $(O) $(CRIU_ENV)
 
 clean:
-	rm -rf $(O)/obj $(O)/gen $(O)/test $(O)/zdtm $(O)/asan $(PROGS)
+	rm -rf $(O)/obj $(O)/gen $(O)/test $(O)/zdtm $(O)/asan $(PROGS) $(O)/bench/obj $(BENCH_PROGS)
 
 # Also drops the unpacked CRIU prefixes.
 distclean:
@@ -102,6 +103,7 @@ help:
 	@echo "make deps       install build deps and a CRIU >= 4.0 (CRIU_SERIES=4.1|4.2)"
 	@echo "make check      deps, build, unit tests and zdtm tests; prints 'N passed, N failed, N skipped'"
 	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
+	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"
 	@echo "make print-criu absolute path of the criu binary in use"
 	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
 
