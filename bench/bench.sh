@@ -107,9 +107,21 @@ json() {
 	grep -oE "\"$2\": *[0-9.]+" "$1" 2>/dev/null | head -n 1 | grep -oE '[0-9.]+$'
 }
 
+# on_exit: our processes go (by pid), and the namespaces; a failed run's logs and images
+# stay for a look.
 on_exit() {
-	zdtm_teardown >/dev/null 2>&1
+	local rc=$? comm=${ZDTM_PROG:-}
+	comm=${comm##*/}
+	zdtm_kill "${ZDTM_RPID:-}" "$comm"
+	zdtm_kill "${ZDTM_PID:-}" "$comm"
+	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
+	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
 	zdtm_remote_teardown >/dev/null 2>&1
+	if [ "$rc" = 0 ]; then
+		rm -rf "$RUN"
+	else
+		echo "bench: the failed run's logs and images are in $RUN"
+	fi
 }
 
 # setup_size SIZE: start the workload, dump it, make the destination's scrubbed copy.
@@ -236,7 +248,7 @@ run_case() {
 		-v restore="$restore_s" -v pass="$(kv "$res" pass_s)" -v hot="$(kv "$res" hot_s)" \
 		-v med="$(kv "$res" lat_median_us)" -v p99="$(kv "$res" lat_p99_us)" -v pop="$pop_s" \
 		-v rss="$rss" -v cpu="$cpu" -v corrupt="$(kv "$res" corrupt)" -v first="$(kv "$res" first_corrupt)" \
-		-v go="$(kv "$res" go_mono)" -v rend="$(kv "$rt" end_mono)" -v srss="$st_rss" -v scpu="$st_cpu" \
+		-v go="$(kv "$res" go_real)" -v rend="$(kv "$rt" end_real)" -v srss="$st_rss" -v scpu="$st_cpu" \
 		-v cpus="$(kv "$res" cpus_at_go)" -v waits="$(kv "$res" waits)" -v wmed="$(kv "$res" wait_median_us)" \
 		'BEGIN { printf "%s,%s,%s,%d,%.6f,%.6f,%.6f,%.3f,%.3f,%.6f,%.3f,%s,%s,%d,%d,%.1f,%s,%s,%s,%d,%.3f\n",
 			size, pattern, config, rep, restore, pass, hot, med, p99, pop, mib * 1048576 / pop / 1e9,
@@ -335,8 +347,10 @@ t_begin=$(date +%s)
 
 echo "bench: criu $CRIU_VERSION ($CRIU), lazy-uffd $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo '?')"
 echo "bench: sizes $SIZES; patterns $PATTERNS; configs $CONFIGS; $REPS reps, interleaved"
-echo "bench: pinning: criu restore and the restored workload on CPU $CPU_WORK (taskset -c $CPU_WORK, and the" \
-	"workload pins itself there before the dump); lazy-pages daemons and page servers on CPU $CPU_DAEMON (taskset -c $CPU_DAEMON)"
+# CRIU 4.1 does not restore a task's affinity: the restored tree has criu restore's, so
+# taskset on criu restore pins the workload (which reports what it found: cpus_at_go).
+echo "bench: pinning: criu restore and so the restored workload on CPU $CPU_WORK (taskset -c $CPU_WORK);" \
+	"lazy-pages daemons and page servers on CPU $CPU_DAEMON (taskset -c $CPU_DAEMON)"
 echo "bench: warm cache: image files are read just before every restore; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench: measuring the floor (bench-floor)"
 "$BIN/floor" >"$OUT/floor.txt" || die "bench-floor failed"

@@ -5,8 +5,10 @@
  *   bench-rusage -o FILE [--kill-pidfile PIDFILE [--signal N]] -- CMD [ARGS...]
  *
  * FILE gets key=value lines: start_mono and end_mono (CLOCK_MONOTONIC around fork and
- * reap), wall_s, user_s, sys_s, maxrss_kib (the child's peak RSS), status (its exit
- * status, or 128 + the signal that killed it) and, with --kill-pidfile, kill_mono.
+ * reap), end_real (CLOCK_REALTIME at the reap: a restored process's CLOCK_MONOTONIC
+ * does not compare, criu puts it in a time namespace that continues the dump's clock),
+ * wall_s, user_s, sys_s, maxrss_kib (the child's peak RSS), status (its exit status,
+ * or 128 + the signal that killed it) and, with --kill-pidfile, kill_error (0 or errno).
  * The exit status is the child's.
  *
  * It measures both lazy-pages daemons the same way (criu's has no --stats), and times
@@ -33,11 +35,11 @@
 
 static volatile pid_t child;
 
-static double mono_now(void)
+static double clock_now(clockid_t clk)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clk, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -83,7 +85,7 @@ int main(int argc, char **argv)
 	};
 	const char *out = NULL, *kill_pidfile = NULL;
 	int sig = SIGTERM, c, status, code, kret = 0;
-	double t0, t1, tk = 0;
+	double t0, t1, treal;
 	struct sigaction sa = { .sa_handler = forward };
 	struct rusage ru;
 	pid_t pid;
@@ -109,7 +111,7 @@ int main(int argc, char **argv)
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	t0 = mono_now();
+	t0 = clock_now(CLOCK_MONOTONIC);
 	pid = fork();
 	if (pid < 0) {
 		perror("bench-rusage: fork");
@@ -137,23 +139,23 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	t1 = mono_now();
+	t1 = clock_now(CLOCK_MONOTONIC);
+	treal = clock_now(CLOCK_REALTIME);
 	code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	if (kill_pidfile && code == 0) {
+	if (kill_pidfile && code == 0)
 		kret = signal_pidfile(kill_pidfile, sig);
-		tk = mono_now();
-	}
 
 	f = fopen(out, "w");
 	if (!f) {
 		fprintf(stderr, "bench-rusage: %s: %s\n", out, strerror(errno));
 		return code ? code : 1;
 	}
-	fprintf(f, "start_mono=%.6f\nend_mono=%.6f\nwall_s=%.6f\nuser_s=%.6f\nsys_s=%.6f\nmaxrss_kib=%ld\nstatus=%d\n",
-		t0, t1, t1 - t0, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+	fprintf(f, "start_mono=%.6f\nend_mono=%.6f\nend_real=%.6f\nwall_s=%.6f\nuser_s=%.6f\nsys_s=%.6f\n"
+		"maxrss_kib=%ld\nstatus=%d\n",
+		t0, t1, treal, t1 - t0, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
 		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss, code);
 	if (kill_pidfile)
-		fprintf(f, "kill_mono=%.6f\nkill_error=%d\n", tk, -kret);
+		fprintf(f, "kill_error=%d\n", -kret);
 	if (fclose(f)) {
 		fprintf(stderr, "bench-rusage: %s: %s\n", out, strerror(errno));
 		return code ? code : 1;
