@@ -11,7 +11,7 @@ BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench
 # Narrowing a run: BENCH_SIZES (256M 1G; BENCH_BIG=1 adds 4G), BENCH_PATTERNS (seq
 # random hot), BENCH_CONFIGS (eager criu-local ours-local criu-remote ours-remote),
 # BENCH_REPS (3). Passed through the environment.
-export BENCH_SIZES BENCH_PATTERNS BENCH_CONFIGS BENCH_REPS BENCH_BIG
+export BENCH_SIZES BENCH_PATTERNS BENCH_CONFIGS BENCH_REPS BENCH_BIG BENCH_SLOW BENCH_TIMEOUT BENCH_OUT BENCH_WORKLOAD_ARGS
 
 $(O)/bench/obj/workload.o: bench/workload.c
 	@mkdir -p $(dir $@)

@@ -24,7 +24,8 @@
 # ("seq random hot"), BENCH_CONFIGS (all five), BENCH_REPS (3), BENCH_SLOW (60: a case
 # whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
 # (900: seconds any one step may take before the run counts as broken), BENCH_OUT
-# (build/bench). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
+# (build/bench), BENCH_WORKLOAD_ARGS (more workload options: "--selftest-corrupt flip:77"
+# shows that a wrong page fails the run). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
 #
 # Exit status 0 when every run restored and every page was right, however slow; 1 with
 # the case and the reason otherwise (its files stay in BENCH_OUT/run).
@@ -135,7 +136,8 @@ setup_size() {
 	ZDTM_DST_NS=("${keep_dst[@]}")
 	GO=$ZDTM_DIR/go
 	echo "bench: $size: starting the workload and dumping it"
-	zdtm_start "$BIN/workload" --size "$size" --go "$GO" --cpu "$CPU_WORK" --settle ||
+	# shellcheck disable=SC2086 # BENCH_WORKLOAD_ARGS: words, for the checker's self-test
+	zdtm_start "$BIN/workload" --size "$size" --go "$GO" --cpu "$CPU_WORK" --settle ${BENCH_WORKLOAD_ARGS:-} ||
 		die "$size: the workload did not start"
 	t0=$(date +%s.%N)
 	zdtm_dump || die "$size: criu dump failed"
@@ -302,23 +304,24 @@ report() {
 				m[key, 7], m[key, 8], m[key, 9], m[key, 20], m[key, 21], m[key, 10], m[key, 11], m[key, 12], m[key, 13],
 				bad[key], m[key, 17], m[key, 18] > summary
 		}
-		print ""
-		print "ours/criu (median against median; below 1 is better for ours except GB/s):"
-		printf "%-5s %-6s %-6s %8s %8s %8s %8s %8s %9s %6s %6s %6s\n", "size", "pattern", "where", "restore", "pass",
-			"lat med", "lat p99", "wait med", "populate", "GB/s", "RSS", "CPU"
+		hdr = sprintf("\nours/criu (median against median; below 1 is better for ours except GB/s):\n" \
+			"%-5s %-6s %-6s %8s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "pass",
+			"lat med", "lat p99", "wait med", "populate", "GB/s", "RSS", "CPU")
 		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) for (w = 1; w <= 2; w++) {
 			where = w == 1 ? "local" : "remote"
 			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-" where; c = sizes[s] SUBSEP pats[q] SUBSEP "criu-" where
 			if (!(o in cnt) || !(c in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
 			printf "%-5s %-6s %-6s %8s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
 				ratio(m[o, 5], m[c, 5]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
 				ratio(m[o, 21], m[c, 21]), ratio(m[o, 10], m[c, 10]), ratio(m[o, 11], m[c, 11]), ratio(m[o, 12], m[c, 12]), ratio(m[o, 13], m[c, 13])
 		}
-		print ""
-		printf "ours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked, %s us busy-polling):\n", f2m, frt, frts
+		hdr = sprintf("\nours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked," \
+			" %s us busy-polling):", f2m, frt, frts)
 		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) {
 			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-local"
 			if (!(o in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
 			printf "  %-5s %-6s  GB/s %s of the 2 MiB floor; wait median %s x the blocked round trip" \
 				" (lat med, all first touches: %s x)\n", sizes[s], pats[q], ratio(m[o, 11], f2m), ratio(m[o, 21], frt),
 				ratio(m[o, 8], frt)
@@ -392,7 +395,7 @@ for size in $SIZES; do
 	reset_run
 	zdtm_kill "${ZDTM_PID:-}" workload
 	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
-	rm -rf "$RUN/$size"
+	rm -rf "${RUN:?}/$size"
 done
 
 cpus=$(awk -F, 'NR > 1 { print $19 }' "$CSV" | sort -u | tr '\n' ' ')

@@ -227,6 +227,8 @@ int main(int argc, char **argv)
 	if (!ps.mem)
 		zt_setup_fail("mmap %zu bytes: %s", size, strerror(errno));
 	zt_pattern_fill(ps.mem, size, WL_SEED, 0);
+	/* Only so that --selftest-corrupt has a region to spoil: the check is verify_all(). */
+	zt_region_add("workload", ps.mem, size, ZT_REGION_PATTERN, WL_SEED, 0);
 	ret = zt_ready();
 	if (ret)
 		zt_setup_fail("pidfile: %s", strerror(-ret));
