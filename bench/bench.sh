@@ -287,33 +287,34 @@ report() {
 		if (!($2 in seen_pat)) { seen_pat[$2] = 1; pats[++np] = $2 }
 	}
 	END {
-		print "size,pattern,config,reps,restore_s,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s" > summary
-		printf "%-5s %-6s %-11s %4s %8s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
-			"restore", "pass", "hot", "lat med", "lat p99", "waits", "wait med", "populate", "GB/s", "RSS", "CPU", "corrupt"
-		printf "%-5s %-6s %-11s %4s %8s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
-			"ms", "s", "s", "us", "us", "", "us", "s", "", "MiB", "s", "pages"
+		print "size,pattern,config,reps,restore_s,go_delay_us,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s" > summary
+		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
+			"restore", "start", "pass", "hot", "lat med", "lat p99", "waits", "wait med", "populate", "GB/s", "RSS", "CPU", "corrupt"
+		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
+			"ms", "ms", "s", "s", "us", "us", "", "us", "s", "", "MiB", "s", "pages"
 		for (k = 1; k <= nk; k++) {
 			key = order[k]; split(key, p, SUBSEP)
 			for (c = 5; c <= 21; c++) m[key, c] = med(key, c)
-			printf "%-5s %-6s %-11s %4d %8s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
-				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
+			printf "%-5s %-6s %-11s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
+				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
 				fmt(m[key, 8], "%.1f"), fmt(m[key, 9], "%.1f"), fmt(m[key, 20], "%d"),
 				m[key, 20] + 0 ? fmt(m[key, 21], "%.1f") : "-", fmt(m[key, 10], "%.3f"), fmt(m[key, 11], "%.2f"),
 				fmt(m[key, 12], "%.1f"), fmt(m[key, 13], "%.2f"), bad[key]
-			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5], m[key, 6],
+			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5],
+				m[key, 16], m[key, 6],
 				m[key, 7], m[key, 8], m[key, 9], m[key, 20], m[key, 21], m[key, 10], m[key, 11], m[key, 12], m[key, 13],
 				bad[key], m[key, 17], m[key, 18] > summary
 		}
 		hdr = sprintf("\nours/criu (median against median; below 1 is better for ours except GB/s):\n" \
-			"%-5s %-6s %-6s %8s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "pass",
+			"%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "start", "pass",
 			"lat med", "lat p99", "wait med", "populate", "GB/s", "RSS", "CPU")
 		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) for (w = 1; w <= 2; w++) {
 			where = w == 1 ? "local" : "remote"
 			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-" where; c = sizes[s] SUBSEP pats[q] SUBSEP "criu-" where
 			if (!(o in cnt) || !(c in cnt)) continue
 			if (hdr != "") { print hdr; hdr = "" }
-			printf "%-5s %-6s %-6s %8s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
-				ratio(m[o, 5], m[c, 5]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
+			printf "%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
+				ratio(m[o, 5], m[c, 5]), ratio(m[o, 16], m[c, 16]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
 				ratio(m[o, 21], m[c, 21]), ratio(m[o, 10], m[c, 10]), ratio(m[o, 11], m[c, 11]), ratio(m[o, 12], m[c, 12]), ratio(m[o, 13], m[c, 13])
 		}
 		hdr = sprintf("\nours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked," \
