@@ -54,6 +54,7 @@ include test/zdtm/zdtm.mk
 include test/tools/restrict.mk
 include test/tools/remote.mk
 include fuzz/fuzz.mk
+include bench/bench.mk
 
 all: $(PROGS)
 
@@ -100,7 +101,7 @@ demo: deps all $(O)/zdtm/anon $(NO_UFFD)
 	@mk/demo.sh $(O) $(CRIU_ENV)
 
 clean:
-	rm -rf $(O)/obj $(O)/gen $(O)/test $(O)/zdtm $(O)/asan $(PROGS)
+	rm -rf $(O)/obj $(O)/gen $(O)/test $(O)/zdtm $(O)/asan $(PROGS) $(O)/bench/obj $(BENCH_PROGS)
 
 # Also drops the unpacked CRIU prefixes.
 distclean:
@@ -113,6 +114,7 @@ help:
 	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
 	@echo "make stress     8 GiB restored lazily, byte-exact (needs 18 GiB free; not in make check)"
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
+	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"
 	@echo "make print-criu absolute path of the criu binary in use"
 	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
 

@@ -19,6 +19,8 @@
 #   zdtm_remote_start_source MODE / zdtm_remote_copy / zdtm_remote_restore DAEMON /
 #   zdtm_remote_finish_source    the steps of zdtm_remote_run, for tests that vary them
 #   zdtm_remote_ps_start [ARGS]  our page server in the source namespace on ZDTM_SRCIMG
+#   ZDTM_REMOTE_SRC_WRAP=(...)   a prefix for the source side's server inside its
+#                                namespace (bench/bench.sh: taskset -c 1)
 #
 # The destination copy of the images has every lazy page overwritten (scrub-lazy), so a
 # daemon that read local files instead of asking the page server would fail the byte check.
@@ -38,6 +40,7 @@ zdtm_remote_setup() {
 	ZDTM_REMOTE_MODE=
 	ZDTM_TLS_ARGS=()
 	ZDTM_REMOTE_DAEMON_ARGS=()
+	ZDTM_REMOTE_SRC_WRAP=()
 	ip netns add "$ZDTM_NS_SRC" && ip netns add "$ZDTM_NS_DST" || {
 		echo "cannot create network namespaces"
 		return 1
@@ -125,8 +128,9 @@ zdtm_remote_bg_ready() {
 
 # zdtm_remote_ps_start [ARGS...]: our page server on ZDTM_SRCIMG in the source namespace.
 zdtm_remote_ps_start() {
-	zdtm_remote_bg_ready lazy-uffd "$ZDTM_DIR/ps.out" "${ZDTM_SRC_NS[@]}" "$LAZY_UFFD" page-server \
-		-D "$ZDTM_SRCIMG" -W "$ZDTM_DIR" -o ps.log -v4 --address "$ZDTM_REMOTE_SRC_IP" \
+	zdtm_remote_bg_ready lazy-uffd "$ZDTM_DIR/ps.out" "${ZDTM_SRC_NS[@]}" \
+		"${ZDTM_REMOTE_SRC_WRAP[@]}" "$LAZY_UFFD" page-server -D "$ZDTM_SRCIMG" -W "$ZDTM_DIR" -o ps.log \
+		-v"${ZDTM_VERBOSITY:-4}" --address "$ZDTM_REMOTE_SRC_IP" \
 		--port "$ZDTM_REMOTE_PORT" --status-fd 9 "${ZDTM_TLS_ARGS[@]}" "$@"
 }
 
@@ -145,14 +149,16 @@ zdtm_remote_serve() {
 	case $1 in
 	dump)
 		# All images are written before it listens; it then serves from the frozen tree.
-		zdtm_remote_bg_ready criu "$ZDTM_DIR/dump.out" "${ZDTM_SRC_NS[@]}" "$CRIU" dump \
-			-t "$ZDTM_PID" -D "$ZDTM_SRCIMG" -o dump.log -v4 --lazy-pages \
+		zdtm_remote_bg_ready criu "$ZDTM_DIR/dump.out" "${ZDTM_SRC_NS[@]}" \
+			"${ZDTM_REMOTE_SRC_WRAP[@]}" "$CRIU" dump -t "$ZDTM_PID" -D "$ZDTM_SRCIMG" -o dump.log \
+			-v"${ZDTM_VERBOSITY:-4}" --lazy-pages \
 			--address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT" --status-fd 9 \
 			"${ZDTM_TLS_ARGS[@]}"
 		;;
 	ps)
-		zdtm_remote_bg_ready criu "$ZDTM_DIR/ps.out" "${ZDTM_SRC_NS[@]}" "$CRIU" page-server \
-			--lazy-pages -D "$ZDTM_SRCIMG" -o ps.log -v4 --address "$ZDTM_REMOTE_SRC_IP" \
+		zdtm_remote_bg_ready criu "$ZDTM_DIR/ps.out" "${ZDTM_SRC_NS[@]}" \
+			"${ZDTM_REMOTE_SRC_WRAP[@]}" "$CRIU" page-server --lazy-pages -D "$ZDTM_SRCIMG" -o ps.log \
+			-v"${ZDTM_VERBOSITY:-4}" --address "$ZDTM_REMOTE_SRC_IP" \
 			--port "$ZDTM_REMOTE_PORT" --status-fd 9 "${ZDTM_TLS_ARGS[@]}"
 		;;
 	criu | ours)

@@ -1,0 +1,35 @@
+# bench/: `make bench`, the side-by-side benchmark of eager restore, criu lazy-pages and
+# lazy-uffd's daemon, local and remote (bench/bench.sh says what it runs and prints).
+#
+# workload    the zdtm program that is dumped and restored (links test/zdtm/lib)
+# floor       what UFFDIO_COPY and a fault round trip cost here
+# rusage      wait4() wrapper: wall time, CPU and peak RSS of a daemon or a restore
+# warm        touch and free memory right before a restore
+
+BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench/warm
+
+# Narrowing a run: BENCH_SIZES (256M 1G; BENCH_BIG=1 adds 4G), BENCH_PATTERNS (seq
+# random hot), BENCH_CONFIGS (eager criu-local ours-local criu-remote ours-remote),
+# BENCH_REPS (3). Passed through the environment.
+export BENCH_SIZES BENCH_PATTERNS BENCH_CONFIGS BENCH_REPS BENCH_BIG BENCH_SLOW BENCH_TIMEOUT BENCH_OUT BENCH_WORKLOAD_ARGS
+
+$(O)/bench/obj/workload.o: bench/workload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ZDTM_CFLAGS) -c -o $@ $<
+
+$(O)/bench/workload: $(O)/bench/obj/workload.o $(ZDTM_LIB_OBJ)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^
+
+$(O)/bench/obj/%.o: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -pthread -c -o $@ $<
+
+$(O)/bench/%: $(O)/bench/obj/%.o
+	$(CC) -pthread $(LDFLAGS) -o $@ $^
+
+.SECONDARY: $(patsubst $(O)/bench/%,$(O)/bench/obj/%.o,$(BENCH_PROGS))
+
+bench: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy
+	@$(TEST_ENV) bench/bench.sh
+
+-include $(wildcard $(O)/bench/obj/*.d)

@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# make bench: eager `criu restore`, `criu lazy-pages` and `lazy-uffd daemon`, local and
+# remote, side by side in one run (README.md, "Benchmarks", says what each column means).
+#
+# For each size, bench/workload (a zdtm program) fills its memory with the per-page
+# pattern and is dumped once; a scrubbed copy of the images is the remote destination's.
+# Then, BENCH_REPS times, every pattern and every configuration is restored from those
+# images in turn (interleaved, so a drift of the machine hits all alike):
+#   eager        criu restore
+#   criu-local   criu lazy-pages -D images, criu restore --lazy-pages
+#   ours-local   lazy-uffd daemon -D images, criu restore --lazy-pages
+#   criu-remote  criu page-server --lazy-pages on the images in the source network
+#                namespace; criu lazy-pages --page-server in the destination's
+#   ours-remote  lazy-uffd page-server on the images in the source namespace;
+#                lazy-uffd daemon --page-server in the destination's
+# using test/zdtm/zdtm.bash and remote.bash (two network namespaces joined by veth).
+#
+# "Right after restore": criu restore runs under bench/rusage --kill-pidfile, which
+# reaps it and at once sends SIGTERM to the restored root named by criu's --pidfile;
+# the workload starts its first-touch pass on that signal (go_delay_us in the CSV is
+# the gap, from the workload's own clock).
+#
+# Environment: BENCH_SIZES ("256M 1G", "256M 1G 4G" with BENCH_BIG=1), BENCH_PATTERNS
+# ("seq random hot"), BENCH_CONFIGS (all five), BENCH_REPS (3), BENCH_SLOW (60: a case
+# whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
+# (900: seconds any one step may take before the run counts as broken), BENCH_OUT
+# (build/bench), BENCH_WORKLOAD_ARGS (more workload options: "--selftest-corrupt flip:77"
+# shows that a wrong page fails the run). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
+#
+# Exit status 0 when every run restored and every page was right, however slow; 1 with
+# the case and the reason otherwise (its files stay in BENCH_OUT/run).
+
+set -uo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../test/lib.bash
+. "$TOP/test/lib.bash"
+# shellcheck source=../test/zdtm/zdtm.bash
+. "$TOP/test/zdtm/zdtm.bash"
+# shellcheck source=../test/zdtm/remote.bash
+. "$TOP/test/zdtm/remote.bash"
+
+BIN=$LU_BUILD/bench
+OUT=${BENCH_OUT:-$LU_BUILD/bench}
+RUN=$OUT/run
+CSV=$OUT/results.csv
+SUMMARY=$OUT/summary.csv
+
+if [ "${BENCH_BIG:-0}" = 1 ]; then
+	SIZES=${BENCH_SIZES:-256M 1G 4G}
+else
+	SIZES=${BENCH_SIZES:-256M 1G}
+fi
+PATTERNS=${BENCH_PATTERNS:-seq random hot}
+CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local criu-remote ours-remote}
+REPS=${BENCH_REPS:-3}
+SLOW=${BENCH_SLOW:-60}
+TIMEOUT=${BENCH_TIMEOUT:-900}
+
+# A slow figure is a result, not a failure: the zdtm bounds become BENCH_TIMEOUT.
+ZDTM_START_TIMEOUT=$TIMEOUT
+ZDTM_STOP_TIMEOUT=$TIMEOUT
+ZDTM_LAZY_TIMEOUT=$TIMEOUT
+ZDTM_REMOTE_TIMEOUT=$TIMEOUT
+ZDTM_READY_TIMEOUT=60
+# Debug logging of every fault would be part of what is measured: warnings and errors
+# only (the checks look for Error lines).
+ZDTM_VERBOSITY=2
+
+CPU_WORK=0
+CPU_DAEMON=1
+
+die() {
+	echo "bench: FAILED: $*"
+	exit 1
+}
+
+usage_check() {
+	local w
+	for w in $PATTERNS; do
+		[[ $w =~ ^(seq|random|hot)$ ]] || die "BENCH_PATTERNS: '$w' is not seq, random or hot"
+	done
+	for w in $CONFIGS; do
+		[[ $w =~ ^(eager|criu-local|ours-local|criu-remote|ours-remote)$ ]] ||
+			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, criu-remote or ours-remote"
+	done
+	for w in $SIZES; do
+		[[ $w =~ ^[0-9]+[MG]$ ]] || die "BENCH_SIZES: '$w' is not like 256M or 1G"
+	done
+	[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS: '$REPS' is not a positive number"
+}
+
+# mib SIZE: 256M -> 256, 1G -> 1024.
+mib() {
+	case $1 in
+	*G) echo $((${1%G} * 1024)) ;;
+	*M) echo "${1%M}" ;;
+	esac
+}
+
+# kv FILE KEY: the value of KEY=... in FILE (empty if absent).
+kv() {
+	sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1
+}
+
+# json FILE KEY: the first numeric value of "KEY": in FILE.
+json() {
+	grep -oE "\"$2\": *[0-9.]+" "$1" 2>/dev/null | head -n 1 | grep -oE '[0-9.]+$'
+}
+
+# on_exit: our processes go (by pid), and the namespaces; a failed run's logs and images
+# stay for a look.
+on_exit() {
+	local rc=$? comm=${ZDTM_PROG:-}
+	comm=${comm##*/}
+	zdtm_kill "${ZDTM_RPID:-}" "$comm"
+	zdtm_kill "${ZDTM_PID:-}" "$comm"
+	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
+	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
+	zdtm_remote_teardown >/dev/null 2>&1
+	if [ "$rc" = 0 ]; then
+		rm -rf "$RUN"
+	else
+		echo "bench: the failed run's logs and images are in $RUN"
+	fi
+}
+
+# setup_size SIZE: start the workload, dump it, make the destination's scrubbed copy.
+setup_size() {
+	local size=$1 t0 t1
+	BATS_TEST_TMPDIR=$RUN/$size
+	mkdir -p "$BATS_TEST_TMPDIR"
+	local keep_src=("${ZDTM_SRC_NS[@]}") keep_dst=("${ZDTM_DST_NS[@]}")
+	zdtm_setup
+	ZDTM_SRC_NS=("${keep_src[@]}")
+	ZDTM_DST_NS=("${keep_dst[@]}")
+	GO=$ZDTM_DIR/go
+	echo "bench: $size: starting the workload and dumping it"
+	# shellcheck disable=SC2086 # BENCH_WORKLOAD_ARGS: words, for the checker's self-test
+	zdtm_start "$BIN/workload" --size "$size" --go "$GO" --cpu "$CPU_WORK" --settle ${BENCH_WORKLOAD_ARGS:-} ||
+		die "$size: the workload did not start"
+	t0=$(date +%s.%N)
+	zdtm_dump || die "$size: criu dump failed"
+	t1=$(date +%s.%N)
+	ZDTM_SRCIMG=$ZDTM_DIR/img
+	zdtm_remote_copy || die "$size: the destination's copy of the images"
+	ZDTM_IMG=$ZDTM_DIR/img
+	echo "bench: $size: dumped in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s," \
+		"$(du -sm "$ZDTM_DIR/img" | awk '{ print $1 }') MiB of images"
+}
+
+# reset_run: what one restore leaves behind, except the images.
+reset_run() {
+	local comm=${ZDTM_PROG##*/}
+	zdtm_kill "${ZDTM_RPID:-}" "$comm"
+	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
+	ZDTM_RPID= ZDTM_DAEMON= ZDTM_DPID= ZDTM_DRC= ZDTM_RWORK=
+	ZDTM_DAEMON_ARGS=() ZDTM_DAEMON_WRAP=() ZDTM_RESTORE_WRAP=() ZDTM_DAEMON_COMM=
+	rm -rf "$ZDTM_WORK" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_STATS" "$ZDTM_DIR"/*.times
+	mkdir -p "$ZDTM_WORK"
+}
+
+# run_case SIZE PATTERN CONFIG REP: one restore; appends its line to the CSV.
+run_case() {
+	local size=$1 pattern=$2 config=$3 rep=$4
+	local tag="$size $pattern $config rep $rep" res=$ZDTM_DIR/result rt=$ZDTM_DIR/restore.times
+	local dt=$ZDTM_DIR/daemon.times daemon= remote= f
+	reset_run
+	rm -f "$res"
+	case $config in
+	*-local | *-remote) daemon=${config%-*} ;;
+	esac
+	[[ $config == *-remote ]] && remote=1
+	echo "$pattern $res" >"$GO"
+	# Warm cache, said so in the table: the host evicts page cache unused for a minute.
+	cat "$ZDTM_DIR"/img/pages-*.img >/dev/null
+
+	ZDTM_RESTORE_WRAP=(taskset -c "$CPU_WORK" "$BIN/rusage" -o "$rt" --kill-pidfile "$ZDTM_WORK/restored.pid" --)
+	ZDTM_RWORK=$ZDTM_WORK
+	if [ -n "$daemon" ]; then
+		ZDTM_DAEMON_WRAP=(taskset -c "$CPU_DAEMON" "$BIN/rusage" -o "$dt" --)
+		ZDTM_DAEMON_COMM=rusage
+	fi
+	local dst_ns=("${ZDTM_DST_NS_REMOTE[@]}")
+	if [ -n "$remote" ]; then
+		ZDTM_DST_NS=("${dst_ns[@]}")
+		ZDTM_SRCIMG=$ZDTM_DIR/img
+		ZDTM_REMOTE_SRC_WRAP=(taskset -c "$CPU_DAEMON")
+		if [ "$daemon" = criu ]; then
+			zdtm_remote_serve ps || die "$tag: criu page-server did not start"
+		else
+			zdtm_remote_serve ours || die "$tag: lazy-uffd page-server did not start"
+		fi
+		ZDTM_IMG=$ZDTM_DIR/dst
+	else
+		ZDTM_DST_NS=()
+		ZDTM_IMG=$ZDTM_DIR/img
+	fi
+
+	# Memory left free for ~2 s goes back to the host: bring it in for the restore.
+	"$BIN/warm" $(($(mib "$size") + 64)) || die "$tag: bench-warm"
+	if [ -z "$daemon" ]; then
+		zdtm_restore -W "$ZDTM_WORK" || die "$tag: criu restore failed"
+	elif [ -n "$remote" ]; then
+		zdtm_remote_restore "$daemon" || die "$tag: lazy restore failed"
+	else
+		zdtm_lazy_restore "$daemon" || die "$tag: lazy restore failed"
+	fi
+	[ "$(kv "$rt" kill_error)" = 0 ] || die "$tag: the start signal did not reach the restored workload"
+	# No daemon: zdtm_stop would not send the second SIGTERM the workload waits for.
+	if [ -z "$daemon" ]; then
+		zdtm_settle || die "$tag: the restored workload did not finish its pass"
+	fi
+	zdtm_stop --signalled || die "$tag: the restored workload did not finish"
+	if ! zdtm_expect_pass >/dev/null; then
+		if [ -s "$res" ] && [ "$(kv "$res" corrupt)" != 0 ]; then
+			die "$tag: $(kv "$res" corrupt) corrupt pages, the first is page $(kv "$res" first_corrupt) ($(cat "$ZDTM_OUT"))"
+		fi
+		zdtm_diag
+		die "$tag: the workload says: $(cat "$ZDTM_OUT" 2>/dev/null || echo nothing)"
+	fi
+	[ -s "$res" ] || die "$tag: the workload wrote no results"
+	if [ -n "$daemon" ]; then
+		zdtm_lazy_wait || die "$tag: the daemon did not exit"
+		zdtm_lazy_check_daemon || die "$tag: the $daemon daemon did not end cleanly"
+	fi
+	if [ -n "$remote" ]; then
+		zdtm_remote_finish_source || die "$tag: the source side did not end cleanly"
+		ZDTM_DST_NS=()
+	fi
+
+	# One CSV line: every figure of this rep.
+	local restore_s pop_s rss= cpu= st_rss= st_cpu= end
+	restore_s=$(kv "$rt" wall_s)
+	if [ -n "$daemon" ]; then
+		end=$(kv "$dt" end_mono)
+		pop_s=$(awk -v a="$(kv "$rt" start_mono)" -v b="$end" 'BEGIN { printf "%.6f", b - a }')
+		rss=$(awk -v k="$(kv "$dt" maxrss_kib)" 'BEGIN { printf "%.1f", k / 1024 }')
+		cpu=$(awk -v u="$(kv "$dt" user_s)" -v s="$(kv "$dt" sys_s)" 'BEGIN { printf "%.3f", u + s }')
+	else
+		pop_s=$restore_s
+	fi
+	if [ "$daemon" = ours ]; then
+		f=$(json "$ZDTM_STATS" daemon_max_rss_kib)
+		[ -n "$f" ] && st_rss=$(awk -v k="$f" 'BEGIN { printf "%.1f", k / 1024 }')
+		st_cpu=$(json "$ZDTM_STATS" daemon_cpu_seconds)
+	fi
+	local line
+	line=$(awk -v size="$size" -v mib="$(mib "$size")" -v pattern="$pattern" -v config="$config" -v rep="$rep" \
+		-v restore="$restore_s" -v pass="$(kv "$res" pass_s)" -v hot="$(kv "$res" hot_s)" \
+		-v med="$(kv "$res" lat_median_us)" -v p99="$(kv "$res" lat_p99_us)" -v pop="$pop_s" \
+		-v rss="$rss" -v cpu="$cpu" -v corrupt="$(kv "$res" corrupt)" -v first="$(kv "$res" first_corrupt)" \
+		-v go="$(kv "$res" go_real)" -v rend="$(kv "$rt" end_real)" -v srss="$st_rss" -v scpu="$st_cpu" \
+		-v cpus="$(kv "$res" cpus_at_go)" -v waits="$(kv "$res" waits)" -v wmed="$(kv "$res" wait_median_us)" \
+		'BEGIN { printf "%s,%s,%s,%d,%.6f,%.6f,%.6f,%.3f,%.3f,%.6f,%.3f,%s,%s,%d,%d,%.1f,%s,%s,%s,%d,%.3f\n",
+			size, pattern, config, rep, restore, pass, hot, med, p99, pop, mib * 1048576 / pop / 1e9,
+			rss, cpu, corrupt, first, (go - rend) * 1e6, srss, scpu, cpus, waits, wmed }')
+	echo "$line" >>"$CSV"
+	IFS=, read -r _ _ _ _ restore_s f _ _ _ pop_s gbs _ <<<"$line"
+	printf 'bench: [%d/%d] %-5s %-6s %-11s rep %d: restore %5.0f ms, first-touch pass %6.2f s, populated in %6.2f s (%s GB/s)%s\n' \
+		"$DONE" "$TOTAL" "$size" "$pattern" "$config" "$rep" "$(awk -v r="$restore_s" 'BEGIN { print r * 1000 }')" \
+		"$f" "$pop_s" "$gbs" "${rss:+, daemon $rss MiB $cpu s CPU}"
+}
+
+# report: the table of medians, the ratios and the summary CSV, from the CSV and floor.
+report() {
+	local floor=$OUT/floor.txt
+	awk -F, -v summary="$SUMMARY" -v f2m="$(kv "$floor" copy_2m_gbs)" -v frt="$(kv "$floor" rt_poll_us)" \
+		-v frts="$(kv "$floor" rt_spin_us)" '
+	function med(key, col,    n, i, j, t, v) {
+		n = cnt[key]
+		for (i = 1; i <= n; i++) v[i] = val[key, i, col]
+		if (v[1] == "") return ""
+		for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
+		return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	}
+	function fmt(x, f) { return x == "" ? "-" : sprintf(f, x) }
+	function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+	NR == 1 { next }
+	{
+		key = $1 SUBSEP $2 SUBSEP $3
+		if (!(key in cnt)) { order[++nk] = key }
+		n = ++cnt[key]
+		for (c = 5; c <= 21; c++) val[key, n, c] = $c
+		bad[key] += $14
+		if (!($1 in seen_size)) { seen_size[$1] = 1; sizes[++ns] = $1 }
+		if (!($2 in seen_pat)) { seen_pat[$2] = 1; pats[++np] = $2 }
+	}
+	END {
+		print "size,pattern,config,reps,restore_s,go_delay_us,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s" > summary
+		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
+			"restore", "start", "pass", "hot", "lat med", "lat p99", "waits", "wait med", "populate", "GB/s", "RSS", "CPU", "corrupt"
+		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
+			"ms", "ms", "s", "s", "us", "us", "", "us", "s", "", "MiB", "s", "pages"
+		for (k = 1; k <= nk; k++) {
+			key = order[k]; split(key, p, SUBSEP)
+			for (c = 5; c <= 21; c++) m[key, c] = med(key, c)
+			printf "%-5s %-6s %-11s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
+				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
+				fmt(m[key, 8], "%.1f"), fmt(m[key, 9], "%.1f"), fmt(m[key, 20], "%d"),
+				m[key, 20] + 0 ? fmt(m[key, 21], "%.1f") : "-", fmt(m[key, 10], "%.3f"), fmt(m[key, 11], "%.2f"),
+				fmt(m[key, 12], "%.1f"), fmt(m[key, 13], "%.2f"), bad[key]
+			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5],
+				m[key, 16], m[key, 6],
+				m[key, 7], m[key, 8], m[key, 9], m[key, 20], m[key, 21], m[key, 10], m[key, 11], m[key, 12], m[key, 13],
+				bad[key], m[key, 17], m[key, 18] > summary
+		}
+		hdr = sprintf("\nours/criu (median against median; below 1 is better for ours except GB/s):\n" \
+			"%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "start", "pass",
+			"lat med", "lat p99", "wait med", "populate", "GB/s", "RSS", "CPU")
+		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) for (w = 1; w <= 2; w++) {
+			where = w == 1 ? "local" : "remote"
+			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-" where; c = sizes[s] SUBSEP pats[q] SUBSEP "criu-" where
+			if (!(o in cnt) || !(c in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
+			printf "%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
+				ratio(m[o, 5], m[c, 5]), ratio(m[o, 16], m[c, 16]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
+				ratio(m[o, 21], m[c, 21]), ratio(m[o, 10], m[c, 10]), ratio(m[o, 11], m[c, 11]), ratio(m[o, 12], m[c, 12]), ratio(m[o, 13], m[c, 13])
+		}
+		hdr = sprintf("\nours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked," \
+			" %s us busy-polling):", f2m, frt, frts)
+		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) {
+			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-local"
+			if (!(o in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
+			printf "  %-5s %-6s  GB/s %s of the 2 MiB floor; wait median %s x the blocked round trip" \
+				" (lat med, all first touches: %s x)\n", sizes[s], pats[q], ratio(m[o, 11], f2m), ratio(m[o, 21], frt),
+				ratio(m[o, 8], frt)
+		}
+	}' "$CSV"
+}
+
+usage_check
+[ "$(id -u)" = 0 ] || die "needs root (checkpoint/restore, namespaces)"
+[ -r "$LU_CRIU_ENV" ] || die "no $LU_CRIU_ENV: run 'make deps'"
+# shellcheck source=/dev/null
+. "$LU_CRIU_ENV"
+for f in workload floor rusage warm; do
+	[ -x "$BIN/$f" ] || die "$BIN/$f is not built: make bench"
+done
+[ -x "$LAZY_UFFD" ] || die "$LAZY_UFFD is not built: make"
+command -v taskset >/dev/null || die "taskset (util-linux) is missing"
+[ "$(nproc)" -ge 2 ] || CPU_DAEMON=0
+[ "$(cat /proc/sys/fs/pipe-max-size)" -ge 16777216 ] ||
+	die "fs.pipe-max-size is below 16 MiB (criu's lazy page server needs it): make deps sets it"
+
+trap on_exit EXIT
+rm -rf "$RUN"
+mkdir -p "$RUN"
+t_begin=$(date +%s)
+
+echo "bench: criu $CRIU_VERSION ($CRIU), lazy-uffd $(git -C "$TOP" describe --always --dirty 2>/dev/null || echo '?')"
+echo "bench: sizes $SIZES; patterns $PATTERNS; configs $CONFIGS; $REPS reps, interleaved"
+# CRIU 4.1 does not restore a task's affinity: the restored tree has criu restore's, so
+# taskset on criu restore pins the workload (which reports what it found: cpus_at_go).
+echo "bench: pinning: criu restore and so the restored workload on CPU $CPU_WORK (taskset -c $CPU_WORK);" \
+	"lazy-pages daemons and page servers on CPU $CPU_DAEMON (taskset -c $CPU_DAEMON)"
+echo "bench: warm cache: image files are read just before every restore; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench: measuring the floor (bench-floor)"
+"$BIN/floor" >"$OUT/floor.txt" || die "bench-floor failed"
+echo "bench: floor: UFFDIO_COPY $(kv "$OUT/floor.txt" copy_4k_gbs) GB/s in 4 KiB chunks," \
+	"$(kv "$OUT/floor.txt" copy_2m_gbs) GB/s in 2 MiB chunks, $(kv "$OUT/floor.txt" copy_2m_2t_gbs) GB/s with 2 threads;" \
+	"fault round trip $(kv "$OUT/floor.txt" rt_poll_us) us (handler blocked, other CPU)," \
+	"$(kv "$OUT/floor.txt" rt_spin_us) us (busy-polling, other CPU), $(kv "$OUT/floor.txt" rt_same_us) us (same CPU)"
+
+echo "size,pattern,config,rep,restore_s,pass_s,hot_s,lat_median_us,lat_p99_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,first_corrupt,go_delay_us,stats_rss_mib,stats_cpu_s,cpus_at_go,waits,wait_median_us" >"$CSV"
+
+BATS_TEST_TMPDIR=$RUN
+ZDTM_DIR=$RUN
+zdtm_remote_setup >/dev/null || die "cannot make the network namespaces (ip netns, veth)"
+ZDTM_DST_NS_REMOTE=("${ZDTM_DST_NS[@]}")
+ZDTM_DST_NS=()
+
+nsz=$(wc -w <<<"$SIZES") npat=$(wc -w <<<"$PATTERNS") ncfg=$(wc -w <<<"$CONFIGS")
+TOTAL=$((nsz * npat * ncfg * REPS))
+DONE=0
+declare -A took
+for size in $SIZES; do
+	setup_size "$size"
+	for ((rep = 1; rep <= REPS; rep++)); do
+		for pattern in $PATTERNS; do
+			for config in $CONFIGS; do
+				DONE=$((DONE + 1))
+				key="$size $pattern $config"
+				if ((rep > 1)) && ((${took[$key]:-0} > SLOW)); then
+					echo "bench: [$DONE/$TOTAL] $key rep $rep: skipped (rep 1 took ${took[$key]} s > BENCH_SLOW=$SLOW)"
+					continue
+				fi
+				t0=$(date +%s)
+				run_case "$size" "$pattern" "$config" "$rep"
+				((rep == 1)) && took[$key]=$(($(date +%s) - t0))
+			done
+		done
+	done
+	# Not zdtm_teardown: the network namespaces serve the next size too.
+	reset_run
+	zdtm_kill "${ZDTM_PID:-}" workload
+	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
+	rm -rf "${RUN:?}/$size"
+done
+
+cpus=$(awk -F, 'NR > 1 { print $19 }' "$CSV" | sort -u | tr '\n' ' ')
+echo
+echo "lazy-uffd bench: medians over the reps; warm page cache; restored workload on CPU $CPU_WORK" \
+	"(affinity seen after restore: ${cpus% }), daemons and page servers on CPU $CPU_DAEMON"
+report | tee "$OUT/table.txt"
+echo
+echo "bench: every rep in $CSV, medians in $SUMMARY, this table in $OUT/table.txt;" \
+	"$(($(date +%s) - t_begin)) s in all"
