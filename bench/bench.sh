@@ -25,7 +25,8 @@
 # whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
 # (900: seconds any one step may take before the run counts as broken), BENCH_OUT
 # (build/bench), BENCH_WORKLOAD_ARGS (more workload options: "--selftest-corrupt flip:77"
-# shows that a wrong page fails the run). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
+# shows that a wrong page fails the run), BENCH_OURS_ARGS (options added to our daemon's
+# in ours-local runs: "--busy-poll 0"). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
 #
 # Exit status 0 when every run restored and every page was right, however slow; 1 with
 # the case and the reason otherwise (its files stay in BENCH_OUT/run).
@@ -180,6 +181,8 @@ run_case() {
 	if [ -n "$daemon" ]; then
 		ZDTM_DAEMON_WRAP=(taskset -c "$CPU_DAEMON" "$BIN/rusage" -o "$dt" --)
 		ZDTM_DAEMON_COMM=rusage
+		# shellcheck disable=SC2206 # words, as on a command line
+		[ "$daemon" = ours ] && [ -z "$remote" ] && ZDTM_DAEMON_ARGS=(${BENCH_OURS_ARGS:-})
 	fi
 	local dst_ns=("${ZDTM_DST_NS_REMOTE[@]}")
 	if [ -n "$remote" ]; then
