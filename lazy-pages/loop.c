@@ -30,8 +30,12 @@
 #define FAULT_AROUND_PAGES 8
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
-/* While polling for faults, a background chunk still goes at least this often. */
-#define BG_STARVE_NS (2 * 1000000ULL)
+/*
+ * While faults are arriving (the busy-poll window), background work goes on in chunks
+ * this small (128 KiB, some tens of us) between polls: a fault then waits behind at most
+ * one of them, and the population does not stop while a program faults its way through.
+ */
+#define BG_POLL_CHUNK_PAGES 32
 /* Prefetch before the finish word found the VMAs not registered yet: retry after this. */
 #define PREFETCH_RETRY_NS (1000000ULL)
 /* --record-profile: background population waits until faults have stopped this long. */
@@ -75,7 +79,8 @@ struct daemon {
 	enum copy_path path; /* what the copies under way are for (bytes by path) */
 
 	uint64_t busy_poll_ns;
-	uint64_t start_ns, last_fault_ns, finish_ns, last_bg_ns;
+	uint64_t bg_pages; /* this background step's chunk */
+	uint64_t start_ns, last_fault_ns, finish_ns;
 	const struct profile *prefetch;
 	struct profile *rec; /* --record-profile */
 	bool rec_full;
@@ -1115,7 +1120,7 @@ static bool background_step(struct daemon *d)
 		d->bg_task = (d->bg_task + i) % d->nr_tasks;
 		r = &t->ranges[t->bg_range];
 		k = range_next_pending(r, 0);
-		n = range_pending_run(r, k, BG_CHUNK_PAGES);
+		n = range_pending_run(r, k, d->bg_pages);
 		d->path = PATH_BG;
 		res = copy_pages(d, t, t->bg_range, k, n, &copied);
 		t->st.pages_bg += copied;
@@ -1287,12 +1292,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		 * finishing a 2 MiB chunk first would cost it more than the copy. So poll for
 		 * a short while, then go back to background work or sleep.
 		 */
-		if (!d.rem && d.busy_poll_ns && now_ns() - d.last_fault_ns < d.busy_poll_ns) {
+		if (!d.rem && d.busy_poll_ns && now_ns() - d.last_fault_ns < d.busy_poll_ns)
 			polling = true;
-			/* Faults coming closer together than the window must not starve it. */
-			if (!bg || now_ns() - d.last_bg_ns < BG_STARVE_NS)
-				bg = false;
-		}
+		d.bg_pages = polling ? BG_POLL_CHUNK_PAGES : BG_CHUNK_PAGES;
 		/*
 		 * Recording: what the background copies first is never asked for by a fault,
 		 * so it would be missing from the profile. Hold the background back until
@@ -1345,7 +1347,6 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		if (bg && !d.failed) {
 			if (!prefetch_step(&d))
 				background_step(&d);
-			d.last_bg_ns = now_ns();
 		} else if (early_pf && !d.failed && !d.finished) {
 			prefetch_step(&d);
 		}
