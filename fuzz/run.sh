@@ -11,7 +11,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 rc=0
 summary=()
 for t in "$@"; do
-	bin=$build/fuzz/fuzz-image-$t
+	bin=$build/fuzz/fuzz-$t
 	work=$build/corpus/$t
 	mkdir -p "$work" "$build/artifacts" "$top/fuzz/regress/$t"
 	log=$build/fuzz-$t.log

@@ -6,7 +6,7 @@
 load ../lib
 
 replay() {
-	local t=$1 bin=$LU_BUILD/fuzz/replay-image-$1 n
+	local t=$1 bin=$LU_BUILD/fuzz/replay-$1 n
 	[ -x "$bin" ] || { lu_skip "$bin is not built (make test programs)"; return; }
 	n=$(find "$LU_TOP/fuzz/corpus/$t" "$LU_TOP/fuzz/regress/$t" -type f 2>/dev/null | wc -l)
 	[ "$n" -ge 5 ] || { echo "only $n seeds for $t"; return 1; }
@@ -16,21 +16,25 @@ replay() {
 }
 
 @test "fuzz replay: inventory.img seeds and regressions" {
-	replay inventory
+	replay image-inventory
 }
 
 @test "fuzz replay: pstree.img seeds and regressions" {
-	replay pstree
+	replay image-pstree
 }
 
 @test "fuzz replay: core-1.img seeds and regressions" {
-	replay core
+	replay image-core
 }
 
 @test "fuzz replay: mm-1.img seeds and regressions" {
-	replay mm
+	replay image-mm
 }
 
 @test "fuzz replay: pagemap-1.img seeds and regressions" {
-	replay pagemap
+	replay image-pagemap
+}
+
+@test "fuzz replay: page-server request streams, seeds and regressions" {
+	replay ps-server
 }
