@@ -77,6 +77,7 @@ void tls_creds_free(struct tls_creds *c);
 struct chan {
 	int fd;
 	void *tls; /* gnutls_session_t, or NULL */
+	int tls_err; /* the last GnuTLS error chan_recv() turned into -EPROTO */
 };
 
 /*
@@ -95,6 +96,8 @@ int chan_send_file(struct chan *c, int fd, uint64_t off, uint64_t len);
  * 0 at EOF, -ETIMEDOUT, or -errno (-EPROTO for a TLS error).
  */
 ssize_t chan_recv(struct chan *c, void *buf, size_t len, int timeout_ms);
+/* What the last -EPROTO from chan_recv() was, in GnuTLS's words. */
+const char *chan_tls_error(const struct chan *c);
 /* Read exactly LEN bytes; -ETIMEDOUT when nothing came for TIMEOUT_MS, -EPIPE at EOF. */
 int chan_recv_all(struct chan *c, void *buf, size_t len, int timeout_ms);
 /* Shut down (waking a reader blocked on it in another thread); the fd stays open. */

@@ -376,7 +376,7 @@ static int recv_exact(struct conn *c, void *buf, size_t len)
 	return 0;
 }
 
-static const char *recv_why(int err)
+static const char *recv_why(struct conn *c, int err, char *buf, size_t len)
 {
 	switch (err) {
 	case -EPIPE:
@@ -384,7 +384,8 @@ static const char *recv_why(int err)
 	case -ETIMEDOUT:
 		return "no data from the server for the reconnect timeout";
 	case -EPROTO:
-		return "TLS error";
+		snprintf(buf, len, "TLS error: %s", chan_tls_error(&c->ch));
+		return buf;
 	}
 	return strerror(-err);
 }
@@ -471,6 +472,7 @@ static void *conn_main(void *arg)
 	struct conn *c = arg;
 	struct remote *r = c->r;
 	uint8_t hb[PS_HDR_MAX];
+	char why[160];
 
 	for (;;) {
 		struct req *q;
@@ -538,7 +540,7 @@ static void *conn_main(void *arg)
 		if (ret == -ECANCELED)
 			break;
 		if (ret) {
-			conn_lost(c, recv_why(ret));
+			conn_lost(c, recv_why(c, ret, why, sizeof(why)));
 			continue;
 		}
 		ps_hdr_decode(r->layout, hb, &h);
@@ -548,7 +550,7 @@ static void *conn_main(void *arg)
 		if (ret == -ECANCELED)
 			break;
 		if (ret) {
-			conn_lost(c, recv_why(ret));
+			conn_lost(c, recv_why(c, ret, why, sizeof(why)));
 			continue;
 		}
 		q->pub.got = h.nr_pages;

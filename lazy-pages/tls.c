@@ -318,9 +318,16 @@ ssize_t chan_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
 		return -ETIMEDOUT;
 	if (n == GNUTLS_E_PREMATURE_TERMINATION)
 		return 0;
-	if (n < 0)
+	if (n < 0) {
+		c->tls_err = (int)n;
 		return -EPROTO;
+	}
 	return n;
+}
+
+const char *chan_tls_error(const struct chan *c)
+{
+	return c->tls_err ? gnutls_strerror(c->tls_err) : "no TLS error";
 }
 
 int chan_recv_all(struct chan *c, void *buf, size_t len, int timeout_ms)
