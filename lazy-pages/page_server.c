@@ -38,6 +38,11 @@
 /* Segments sent for one GET (each a run in one pages file); more makes a short answer. */
 #define MAX_SEGS 256
 /*
+ * The most one GET may ask for: 1 GiB. Clients ask for far less (ours 1 MiB, CRIU's
+ * lazy-pages what fits its 16 MiB pipe); a count beyond this is garbage or an attack.
+ */
+#define MAX_GET_PAGES (1ULL << 18)
+/*
  * The pipe a plain-TCP session splices page data through. sendfile() goes through a
  * 16-page pipe of its own, so a 1 MiB answer took 16 rounds of file read, socket lock
  * and push; a pipe this size takes it in one.
@@ -169,6 +174,8 @@ static int serve_get(struct session *s, const struct ps_hdr *h)
 		return refuse(s, h, "the address is not page aligned");
 	if (!h->nr_pages)
 		return refuse(s, h, "zero pages asked for");
+	if (h->nr_pages > MAX_GET_PAGES)
+		return refuse(s, h, "more pages asked for than one GET may (262144)");
 
 	while (served < h->nr_pages && nseg < MAX_SEGS) {
 		uint64_t n;

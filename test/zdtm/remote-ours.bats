@@ -258,6 +258,10 @@ ps_probe() {
 	# 4.1 GET of a task that is not in the images (CRIU's server crashes here).
 	out=$(ps_probe '\x07\0\0\0\x01\0\0\0\0\x10\0\0\0\0\0\0\x01\x01\0\0\0\0\0\0' 24)
 	[ "$out" = 060000000000000000100000000000000101000000000000 ]
+	# 4.2 GET of 2^40 pages: beyond what one GET may ask for (1 GiB), refused.
+	out=$(ps_probe '\x07\0\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0\x10\0\0\0\0\0\0\x01\0\0\0\0\0\0\0' 32)
+	[ "$out" = 0600000000000000000000000000000000100000000000000100000000000000 ]
+	grep -q 'GET of 1099511627776 pages at 0x1000 of task 1 refused: more pages asked for than one GET may' "$ZDTM_DIR/ps.log"
 	# A command nobody knows (32 bytes, a whole header in either layout): logged, the
 	# session closed, the server goes on.
 	out=$(ps_probe '\xef\xbe\xad\xde\x01\0\0\0\0\x10\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' 24)
