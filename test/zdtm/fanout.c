@@ -82,24 +82,8 @@ int main(int argc, char **argv)
 	add_pattern("fanout root own", own, size, FO_SEED + 1000, 0);
 	zt_region_add("fanout root inherited", inherited, size, ZT_REGION_PATTERN, FO_SEED, 0);
 
-	for (i = 0; i < nr_children; i++) {
-		int fds[2];
-		char c;
-
-		if (pipe(fds))
-			zt_setup_fail("pipe: %s", strerror(errno));
-		kids[i] = fork();
-		if (kids[i] < 0)
-			zt_setup_fail("fork: %s", strerror(errno));
-		if (kids[i] == 0) {
-			close(fds[0]);
-			child_main(i, fds[1]);
-		}
-		close(fds[1]);
-		if (read(fds[0], &c, 1) != 1)
-			zt_setup_fail("child%lu did not get ready", i);
-		close(fds[0]);
-	}
+	for (i = 0; i < nr_children; i++)
+		kids[i] = zt_fork_ready(i, child_main);
 
 	ret = zt_ready();
 	if (ret)

@@ -9,10 +9,7 @@ load ../lib
 load zdtm
 
 setup() {
-	lu_require_root || return
-	lu_require_criu || return
-	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
-	zdtm_setup
+	zdtm_setup_lazy
 }
 
 teardown() {

@@ -8,11 +8,8 @@ load ../lib
 load zdtm
 
 setup() {
-	lu_require_root || return
-	lu_require_criu || return
-	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
 	command -v python3 >/dev/null || { lu_skip "python3 is needed to connect as another uid"; return; }
-	zdtm_setup
+	zdtm_setup_lazy
 }
 
 teardown() {

@@ -190,24 +190,8 @@ int main(int argc, char **argv)
 	if (!kids)
 		zt_setup_fail("memory: %s", strerror(errno));
 	/* Children first: they must not inherit the root's threads' state. */
-	for (i = 1; i < nr_procs; i++) {
-		int fds[2];
-		char c;
-
-		if (pipe(fds))
-			zt_setup_fail("pipe: %s", strerror(errno));
-		kids[i] = fork();
-		if (kids[i] < 0)
-			zt_setup_fail("fork: %s", strerror(errno));
-		if (kids[i] == 0) {
-			close(fds[0]);
-			child_main(i, fds[1]);
-		}
-		close(fds[1]);
-		if (read(fds[0], &c, 1) != 1)
-			zt_setup_fail("child%lu did not get ready", i);
-		close(fds[0]);
-	}
+	for (i = 1; i < nr_procs; i++)
+		kids[i] = zt_fork_ready(i, child_main);
 	proc_setup(0);
 
 	ret = zt_ready();

@@ -90,6 +90,15 @@ zdtm_setup() {
 	mkdir -p "$ZDTM_IMG"
 }
 
+# zdtm_setup_lazy: setup() of the files that run our daemon: root, criu and
+# build/lazy-uffd (else a skip saying which is missing), then zdtm_setup.
+zdtm_setup_lazy() {
+	lu_require_root || return
+	lu_require_criu || return
+	[ -x "$LAZY_UFFD" ] || { lu_skip "$LAZY_UFFD is not built"; return; }
+	zdtm_setup
+}
+
 # zdtm_diag: what a failed test should show.
 zdtm_diag() {
 	local f

@@ -513,6 +513,29 @@ void zt_child_init(const char *name)
 	zt_regions_reset();
 }
 
+pid_t zt_fork_ready(unsigned long idx, void (*child)(unsigned long idx, int ready_fd))
+{
+	int fds[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(fds))
+		zt_setup_fail("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		zt_setup_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(fds[0]);
+		child(idx, fds[1]);
+		_exit(1);
+	}
+	close(fds[1]);
+	if (read(fds[0], &c, 1) != 1)
+		zt_setup_fail("child %lu did not get ready", idx);
+	close(fds[0]);
+	return pid;
+}
+
 void zt_note(const char *fmt, ...)
 {
 	va_list ap;

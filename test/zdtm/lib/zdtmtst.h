@@ -130,6 +130,13 @@ void zt_setup_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), no
  */
 void zt_child_init(const char *name);
 
+/*
+ * Fork a child that runs CHILD(IDX, READY_FD) (which must not return) and wait for it to
+ * write one byte to READY_FD: set-up children are all in place before zt_ready(). A
+ * failure is a zt_setup_fail(). Returns the child's pid.
+ */
+pid_t zt_fork_ready(unsigned long idx, void (*child)(unsigned long idx, int ready_fd));
+
 /* Regions: what zt_check_regions() checks and what --selftest-corrupt spoils. */
 enum zt_region_kind {
 	ZT_REGION_PATTERN,	/* holds zt_pattern_fill(seed) */
