@@ -62,6 +62,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ZT_PAGE_SIZE		4096UL
 #define ZT_CORRUPT_OFFSET	123
