@@ -976,7 +976,14 @@ static void report_remote_failure(struct daemon *d)
 /* Take every answer that has come in; on failure of the source, fail the restore. */
 static void remote_drain(struct daemon *d)
 {
-	for (;;) {
+	bool bulk = false;
+
+	/*
+	 * Every fault's answer that is in, but at most one background answer (a 1 MiB copy)
+	 * per call: then back to the uffds, so a fault waits behind one at the most. The
+	 * source signals its eventfd again while answers remain.
+	 */
+	while (!bulk) {
 		struct ps_req *q, rest;
 		int ret = remote_next(d->rem, &q);
 
@@ -990,6 +997,7 @@ static void remote_drain(struct daemon *d)
 		pr_debug("got %llu of %llu pages at 0x%llx of task %d%s", (unsigned long long)q->got,
 			 (unsigned long long)q->nr_pages, (unsigned long long)q->img_addr, q->vpid,
 			 q->urgent ? " (fault)" : "");
+		bulk = !q->urgent;
 		deliver(d, q);
 		rest = *q;
 		remote_release(d->rem, q);

@@ -799,7 +799,7 @@ int remote_get(struct remote *r, pid_t vpid, uint64_t img_addr, uint64_t nr, boo
 
 int remote_next(struct remote *r, struct ps_req **out)
 {
-	struct req *q;
+	struct req *q, *prev;
 	uint64_t junk;
 	bool failed;
 
@@ -807,11 +807,20 @@ int remote_next(struct remote *r, struct ps_req **out)
 		/* EAGAIN: nothing new signalled; the queue may still hold entries. */
 	}
 	pthread_mutex_lock(&r->mu);
-	q = r->done_head;
+	/* A fault's answer first: a thread waits for it; background answers can wait. */
+	for (prev = NULL, q = r->done_head; q && !q->pub.urgent; prev = q, q = q->next)
+		;
+	if (!q) {
+		prev = NULL;
+		q = r->done_head;
+	}
 	if (q) {
-		r->done_head = q->next;
-		if (!r->done_head)
-			r->done_tail = NULL;
+		if (prev)
+			prev->next = q->next;
+		else
+			r->done_head = q->next;
+		if (r->done_tail == q)
+			r->done_tail = prev;
 	}
 	failed = r->failed;
 	pthread_mutex_unlock(&r->mu);
