@@ -236,7 +236,7 @@ zdtm_remote_diag() {
 # zdtm_remote_again: forget a remote attempt (source server, restored tree, daemon, files).
 zdtm_remote_again() {
 	zdtm_kill "$ZDTM_SRCPID" "$ZDTM_SRCCOMM"
-	wait "$ZDTM_SRCPID" 2>/dev/null
+	wait "$ZDTM_SRCPID" 2>/dev/null || true
 	ZDTM_SRCPID=
 	zdtm_lazy_reset
 	rm -rf "$ZDTM_DIR/dst" "$ZDTM_DIR/dst-chain"
