@@ -36,6 +36,8 @@
  * one of them, and the population does not stop while a program faults its way through.
  */
 #define BG_POLL_CHUNK_PAGES 32
+/* How long after the finish word background chunks stay that small. */
+#define START_SMALL_NS (20 * 1000000ULL)
 /* Prefetch before the finish word found the VMAs not registered yet: retry after this. */
 #define PREFETCH_RETRY_NS (1000000ULL)
 /* --record-profile: background population waits until faults have stopped this long. */
@@ -1302,7 +1304,13 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		 */
 		if (!d.rem && d.busy_poll_ns && now_ns() - d.last_fault_ns < d.busy_poll_ns)
 			polling = true;
-		d.bg_pages = polling ? BG_POLL_CHUNK_PAGES : BG_CHUNK_PAGES;
+		/*
+		 * The tasks resume as the finish word comes, and their first touches (stack,
+		 * libc data) are faults: small chunks then too, or each waits behind 2 MiB.
+		 */
+		d.bg_pages = BG_CHUNK_PAGES;
+		if (polling || now_ns() - d.finish_ns < START_SMALL_NS)
+			d.bg_pages = BG_POLL_CHUNK_PAGES;
 		/*
 		 * Recording: what the background copies first is never asked for by a fault,
 		 * so it would be missing from the profile. Hold the background back until
