@@ -103,6 +103,8 @@ struct lazy_task {
 	uint64_t seq_next;
 	uint64_t seq_prev_img; /* dump-time address of the last fault's page */
 	uint64_t around;
+	/* The same for faults outside lazy data, which are answered with zero pages. */
+	uint64_t zero_next, zero_around;
 	/* --prefetch-profile: this task's records (recorded order), the next one, how far
 	 * into it; and its profile pages sorted by address (for the miss count). */
 	const struct profile_rec **pf;
@@ -142,6 +144,8 @@ void task_free_ranges(struct lazy_task *t);
 
 /* Index of the range holding ADDR, or -1. */
 ssize_t task_find(const struct lazy_task *t, uint64_t addr);
+/* Pages from ADDR, which no range holds, up to the next range's start; MAX at most. */
+uint64_t task_hole_pages(const struct lazy_task *t, uint64_t addr, uint64_t max);
 /* Forget [start, end): unmapped or MADV_DONTNEED'd; those pages are no longer lazy. */
 int task_drop(struct lazy_task *t, uint64_t start, uint64_t end);
 /* [from, from + len) now lives at TO (EVENT_REMAP). */

@@ -38,6 +38,13 @@
 #define BG_POLL_CHUNK_PAGES 32
 /* How long after the finish word background chunks stay that small. */
 #define START_SMALL_NS (20 * 1000000ULL)
+/*
+ * A prefetch step ends after this long even with pages of its chunk left: a scattered
+ * profile is copied a page per call (~4 us each), and a fault arriving meanwhile waits
+ * for the step as it would for one background chunk. Shorter while faults are arriving.
+ */
+#define PREFETCH_STEP_NS      (500 * 1000ULL)
+#define PREFETCH_STEP_POLL_NS (50 * 1000ULL)
 /* Prefetch before the finish word found the VMAs not registered yet: retry after this. */
 #define PREFETCH_RETRY_NS (1000000ULL)
 /* --record-profile: background population waits until faults have stopped this long. */
@@ -249,17 +256,24 @@ static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri
 }
 
 /*
- * Handle a page that the task asked for but has no lazy data: a zero page, or, if it is
- * present already (copied meanwhile, or a second thread's fault on it), just a wake-up.
+ * Handle a fault on PAGE, which has no lazy data: map zero pages at PAGE and the N - 1
+ * after it (a hole's neighbours, which read as zero too), or, if PAGE is present already
+ * (copied meanwhile, or a second thread's fault on it), just wake the faulting thread.
  */
-static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t page)
+static enum copy_res serve_zero(struct lazy_task *t, uint64_t page, uint64_t n)
 {
 	uint64_t done;
 	int err = 0;
+	enum uffd_res res;
 
-	switch (uffd_zero(t->uffd, page, PAGE_SZ, &done, &err)) {
+	res = uffd_zero(t->uffd, page, n << PAGE_SHIFT, &done, &err);
+	if (done) {
+		/* The faulting page is the first: the rest stopped at a present page or the like. */
+		t->st.pages_zero += done >> PAGE_SHIFT;
+		return COPY_OK;
+	}
+	switch (res) {
 	case UFFD_OK:
-		t->st.pages_zero++;
 		return COPY_OK;
 	case UFFD_EXISTS:
 		switch (uffd_wake(t->uffd, page, PAGE_SZ, &err)) {
@@ -276,6 +290,9 @@ static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t 
 	case UFFD_RETRY:
 		return COPY_RETRY;
 	case UFFD_NOENT:
+		/* N pages crossed the end of the VMA: the faulting page alone then. */
+		if (n > 1)
+			return serve_zero(t, page, 1);
 		/* Unregistered meanwhile: the kernel now resolves that fault itself. */
 		return COPY_OK;
 	case UFFD_GONE:
@@ -289,11 +306,14 @@ static enum copy_res serve_zero(struct daemon *d, struct lazy_task *t, uint64_t 
 
 static enum copy_res remote_fault(struct daemon *d, struct lazy_task *t, struct lazy_range *r, uint64_t k);
 
-/* A fault on a page with nothing to copy: outside lazy data (zero), or copied already. */
-static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_t page)
+/*
+ * A fault on a page with nothing to copy: copied already (N is 1: a wake-up), or outside
+ * lazy data, where N zero pages go in. Counted as a zero fault if it mapped any.
+ */
+static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_t page, uint64_t n)
 {
 	uint64_t zeros = t->st.pages_zero;
-	enum copy_res res = serve_zero(d, t, page);
+	enum copy_res res = serve_zero(t, page, n);
 
 	if (res == COPY_RETRY)
 		return res; /* counted when it is retried */
@@ -301,6 +321,28 @@ static enum copy_res serve_absent(struct daemon *d, struct lazy_task *t, uint64_
 		t->st.faults_zero++;
 	else
 		t->st.faults_present++;
+	return res;
+}
+
+/*
+ * A fault outside lazy data: memory the program had not touched (or had dropped) before
+ * the dump, and now writes, as a heap grows. Zero its neighbours in the hole too, with a
+ * window that doubles while such faults come in address order, as for copies: a program
+ * filling fresh memory then takes one round trip per window instead of one per page.
+ */
+static enum copy_res serve_hole(struct daemon *d, struct lazy_task *t, uint64_t page)
+{
+	uint64_t n;
+	enum copy_res res;
+
+	if (page == t->zero_next && t->zero_around)
+		t->zero_around = t->zero_around * 2 < FAULT_AROUND_MAX ? t->zero_around * 2 : FAULT_AROUND_MAX;
+	else
+		t->zero_around = FAULT_AROUND_PAGES;
+	n = task_hole_pages(t, page, t->zero_around);
+	res = serve_absent(d, t, page, n ? n : 1);
+	if (res == COPY_OK)
+		t->zero_next = page + (n << PAGE_SHIFT);
 	return res;
 }
 
@@ -354,11 +396,11 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	enum copy_res res;
 
 	if (ri < 0)
-		return serve_absent(d, t, page);
+		return serve_hole(d, t, page);
 	r = &t->ranges[ri];
 	k = (page - r->start) >> PAGE_SHIFT;
 	if (!range_page_pending(r, k))
-		return serve_absent(d, t, page);
+		return serve_absent(d, t, page, 1);
 	if (d->rem) {
 		t->st.faults_queued++;
 		return remote_fault(d, t, r, k);
@@ -652,12 +694,13 @@ static bool prefetch_step(struct daemon *d)
 	for (i = 0; i < d->nr_tasks; i++) {
 		size_t ti = (d->pf_task + i) % d->nr_tasks;
 		struct lazy_task *t = d->tasks[ti];
-		uint64_t budget = BG_CHUNK_PAGES;
+		uint64_t budget = d->bg_pages, start = now_ns();
+		uint64_t step_ns = d->bg_pages < BG_CHUNK_PAGES ? PREFETCH_STEP_POLL_NS : PREFETCH_STEP_NS;
 
 		if (t->done || t->pf_pos >= t->pf_nr || (!d->finished && t->pf_retry_ns > now_ns()))
 			continue;
 		d->pf_task = ti;
-		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr) {
+		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr && now_ns() - start < step_ns) {
 			const struct profile_rec *rec = t->pf[t->pf_pos];
 			uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, copied, k, max;
 			ssize_t ri = range_by_img(t, a);

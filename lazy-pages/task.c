@@ -211,6 +211,16 @@ static size_t task_lower_bound(const struct lazy_task *t, uint64_t addr)
 	return lo;
 }
 
+uint64_t task_hole_pages(const struct lazy_task *t, uint64_t addr, uint64_t max)
+{
+	size_t i = task_lower_bound(t, addr);
+	uint64_t n = max;
+
+	if (i < t->nr_ranges && t->ranges[i].start > addr && (t->ranges[i].start - addr) >> PAGE_SHIFT < n)
+		n = (t->ranges[i].start - addr) >> PAGE_SHIFT;
+	return n;
+}
+
 /* Split range I at AT (strictly inside it) into [start, AT) and [AT, end). */
 static int range_split(struct lazy_task *t, size_t i, uint64_t at)
 {

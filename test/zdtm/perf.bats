@@ -171,6 +171,21 @@ perf_refused() {
 	[ "$(perf_num polled_wakeups)" -gt 0 ]
 }
 
+@test "perf ours: a fault where the dump has no data zeroes the hole around it too, byte-exact" {
+	local zf pz
+
+	# 16-page blocks never written before the dump (holes in lazy memory), read in order
+	# while the ballast keeps the daemon serving.
+	zdtm_run_lazy ours mostlyzero --size 16M --ballast 256M
+	perf_check_stats
+	zf=$(grep '"pid": ' "$ZDTM_STATS" | awk 'match($0, /"zero": [0-9]+/) { s += substr($0, RSTART + 8, RLENGTH - 8) } END { print s + 0 }')
+	pz=$(perf_sum pages_zero)
+	echo "zero faults $zf, zero pages mapped $pz"
+	[ "$zf" -gt 0 ]
+	# One fault per page would be the old way; a window of 8 and more per fault is the new.
+	[ "$pz" -ge $((4 * zf)) ]
+}
+
 @test "perf ours: --busy-poll, --record-profile and --prefetch-profile usage errors" {
 	run "$LAZY_UFFD" daemon -D /nonexistent --busy-poll -1
 	[ "$status" = 2 ]
