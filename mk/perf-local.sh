@@ -7,6 +7,10 @@
 #        seq        every page touched once in address order right after the restore
 #        hot        HOT pages (default 16384) of a fixed shuffle touched right after it
 #        eager-seq, eager-hot   the same passes after an eager restore, for comparison
+#   AFTER=1: the pass starts once the daemon has exited (memory complete), to tell the
+#   pass's own cost from what the population running beside it costs it.
+#   PIN=1: the restored program on CPU 0, the daemon on CPU 1 (as `make bench` runs them).
+#   WRAP="perf record -g -o F --": words put before the daemon's command (perf, strace).
 #   SIZE=MiB (1024), HOT=pages, DAEMON=ours (BUILD/lazy-uffd daemon) or criu (criu
 #   lazy-pages; no --stats, so only the wall time). Needs root and `make test-tools`.
 #
@@ -25,6 +29,12 @@ build=$(realpath "${1:?build dir}")
 mode=${3:?mode} runs=${4:?runs}
 shift 4
 size=${SIZE:-1024} hot=${HOT:-16384} daemon=${DAEMON:-ours}
+on_prog=() on_daemon=()
+if [ "${PIN:-0}" = 1 ]; then
+	on_prog=(taskset -c 0) on_daemon=(taskset -c 1)
+fi
+# shellcheck disable=SC2206 # word splitting wanted
+on_daemon+=(${WRAP:-})
 prog=$build/test/tools/touchbench lazy=$build/lazy-uffd
 dir=$build/perf img=$build/perf/img-$size w=$build/perf/work
 pids=()
@@ -62,7 +72,7 @@ fi
 for ((r = 0; r < runs; r++)); do
 	rm -f "$w/out" "$w/stats.json" "$w/ready" "$w/rpid"
 	if [[ $mode == eager-* ]]; then
-		"$CRIU" restore -d -D "$img" -W "$w" -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
+		"${on_prog[@]}" "$CRIU" restore -d -D "$img" -W "$w" -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
 			die "criu restore: see $w/restore.log"
 		p=$(cat "$w/rpid")
 		pids+=("$p")
@@ -73,20 +83,20 @@ for ((r = 0; r < runs; r++)); do
 	fi
 	mkfifo "$w/ready"
 	if [ "$daemon" = criu ]; then
-		"$CRIU" lazy-pages -D "$img" -W "$w" -o lazy.log --status-fd 3 "$@" 3>"$w/ready" </dev/null >/dev/null 2>&1 &
+		"${on_daemon[@]}" "$CRIU" lazy-pages -D "$img" -W "$w" -o lazy.log --status-fd 3 "$@" 3>"$w/ready" </dev/null >/dev/null 2>&1 &
 	else
-		"$lazy" daemon -D "$img" -W "$w" -o lazy.log -v4 --status-fd 3 --stats "$w/stats.json" "$@" \
+		"${on_daemon[@]}" "$lazy" daemon -D "$img" -W "$w" -o lazy.log -v4 --status-fd 3 --stats "$w/stats.json" "$@" \
 			3>"$w/ready" </dev/null >/dev/null 2>&1 &
 	fi
 	d=$!
 	pids+=("$d")
 	head -c1 "$w/ready" >/dev/null
 	t0=$(date +%s%N)
-	"$CRIU" restore -d -D "$img" -W "$w" --lazy-pages -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
+	"${on_prog[@]}" "$CRIU" restore -d -D "$img" -W "$w" --lazy-pages -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
 		die "criu restore --lazy-pages: see $w/restore.log"
 	p=$(cat "$w/rpid")
 	pids+=("$p")
-	[ "$mode" = idle ] && { wait "$d" || true; t1=$(date +%s%N); }
+	[ "$mode" = idle ] || [ "${AFTER:-0}" = 1 ] && { wait "$d" || true; t1=$(date +%s%N); }
 	kill -TERM "$p"
 	drc=0
 	wait "$d" || drc=$?
