@@ -22,6 +22,10 @@ SAN	?=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
+# The daemon's threads under ThreadSanitizer: see make tsan.
+ifeq ($(SAN),thread)
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+endif
 # libFuzzer builds (make fuzz, with CC=clang): coverage for the fuzzer, no main of its own.
 ifeq ($(SAN),fuzz)
 SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -43,7 +47,7 @@ ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan install clean distclean print-criu demo bench fuzz stress help
+.PHONY: all deps check check-unit check-zdtm asan tsan install clean distclean print-criu demo bench fuzz stress help
 all:
 
 include images/images.mk
@@ -91,6 +95,20 @@ stress: deps all $(TEST_PROGS)
 asan:
 	@$(MAKE) --no-print-directory O=build/asan SAN=1 check-unit
 
+# The daemon's threads (loop, copy thread, page-server receivers) under ThreadSanitizer:
+# lazy-uffd built in build/tsan, then the suites that drive the daemon hardest run against
+# it, everything else as in make check. A race report makes the daemon exit 66, which
+# fails its test; the reports are build/tsan/report.PID.
+TSAN_SUITES := test/zdtm/lazy.bats test/zdtm/perf.bats test/zdtm/lazy-scenarios.bats test/zdtm/load.bats
+tsan: deps all $(TEST_PROGS)
+	@$(MAKE) --no-print-directory O=build/tsan SAN=thread build/tsan/lazy-uffd
+	@rm -rf build/tsan/run build/tsan/report.* && mkdir -p build/tsan/run && \
+		for f in $(abspath $(O))/*; do ln -s "$$f" build/tsan/run/; done && \
+		rm -f build/tsan/run/lazy-uffd build/tsan/run/tsan && cp build/tsan/lazy-uffd build/tsan/run/
+	@LAZY_UFFD_BUILD=$(abspath build/tsan/run) LAZY_UFFD_CRIU_ENV=$(abspath $(CRIU_ENV)) \
+		TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$(abspath build/tsan)/report" \
+		test/run.sh $(TSAN_SUITES)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu
 	install -m 0755 $(O)/lazy-uffd $(DESTDIR)$(PREFIX)/bin/lazy-uffd
@@ -112,6 +130,7 @@ help:
 	@echo "make deps       install build deps and a CRIU >= 4.0 (CRIU_SERIES=4.1|4.2)"
 	@echo "make check      deps, build, unit tests and zdtm tests; prints 'N passed, N failed, N skipped'"
 	@echo "make asan       unit tests under ASan+UBSan (build/asan)"
+	@echo "make tsan       the daemon under ThreadSanitizer (build/tsan) through the zdtm suites that drive it"
 	@echo "make stress     8 GiB restored lazily, byte-exact (needs 18 GiB free; not in make check)"
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -58,6 +59,11 @@ static void usage(FILE *out, const char *name)
 		"      --busy-poll USEC   after a fault, poll the uffds this long for the next one\n"
 		"                         instead of sleeping, copying in 128 KiB chunks between\n"
 		"                         polls (default %u; 0: never poll)\n"
+		"      --copy-threads N   threads that copy background chunks beside the loop, 0 or\n"
+		"                         1 (default: 1 when the daemon may run on more than one\n"
+		"                         CPU; local pages only)\n"
+		"      --loop-cpu CPU     run the loop (fault service, polling) on CPU only; the copy\n"
+		"                         thread keeps the CPUs the daemon started with\n"
 		"      --record-profile FILE\n"
 		"                         write the order in which faults first asked for pages\n"
 		"                         (local pages only)\n"
@@ -216,6 +222,8 @@ int cmd_daemon(int argc, char **argv)
 		OPT_TLS_KEY,
 		OPT_TLS_NO_CN,
 		OPT_BUSY_POLL,
+		OPT_COPY_THREADS,
+		OPT_LOOP_CPU,
 		OPT_RECORD_PROFILE,
 		OPT_PREFETCH_PROFILE,
 	};
@@ -244,6 +252,8 @@ int cmd_daemon(int argc, char **argv)
 		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 		{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
 		{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
+		{ "copy-threads", required_argument, NULL, OPT_COPY_THREADS },
+		{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
 		{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
 		{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
 		{ "help", no_argument, NULL, 'h' },
@@ -251,6 +261,9 @@ int cmd_daemon(int argc, char **argv)
 	};
 	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
 	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c, .busy_poll_ns = DEFAULT_BUSY_POLL_US * 1000ULL };
+	cpu_set_t cpus;
+
+	o.loop_cpu = -1;
 	const char *record_arg = NULL, *prefetch_arg = NULL;
 	char *record_path = NULL, *prefetch_path = NULL;
 	struct profile prefetch = { 0 };
@@ -272,6 +285,9 @@ int cmd_daemon(int argc, char **argv)
 	int opt, ret, status = 1;
 
 	optind = 1;
+	/* A second copying thread only pays where it can run beside the loop. */
+	if (!sched_getaffinity(0, sizeof(cpus), &cpus) && CPU_COUNT(&cpus) > 1)
+		o.copy_threads = 1;
 	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'D':
@@ -385,6 +401,22 @@ int cmd_daemon(int argc, char **argv)
 				return 2;
 			}
 			o.busy_poll_ns = (uint64_t)v * 1000;
+			break;
+		case OPT_COPY_THREADS:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 1) {
+				pr_err("bad --copy-threads '%s' (0 or 1)", optarg);
+				return 2;
+			}
+			o.copy_threads = (unsigned int)v;
+			break;
+		case OPT_LOOP_CPU:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v >= CPU_SETSIZE) {
+				pr_err("bad --loop-cpu '%s' (a CPU number)", optarg);
+				return 2;
+			}
+			o.loop_cpu = (int)v;
 			break;
 		case OPT_RECORD_PROFILE:
 			record_arg = optarg;

@@ -97,6 +97,7 @@ struct lazy_task {
 	size_t nr_ranges, cap_ranges;
 	uint64_t nr_pending;
 	size_t bg_range; /* where background population resumes */
+	bool cp_skip;	 /* the copy thread's last run stopped short: the loop's turn */
 
 	uint32_t guard_id; /* its uffd's copy in the guard */
 	/* Adaptive fault-around: where a sequential fault would come next, and the window. */
@@ -158,6 +159,8 @@ static inline bool range_page_pending(const struct lazy_range *r, uint64_t idx)
 }
 /* Length of the run of pending pages of R starting at IDX, at most MAX. */
 uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t max);
+/* Last pending page of R before IDX, or r->nr_pages if none. */
+uint64_t range_prev_pending(const struct lazy_range *r, uint64_t idx);
 /* First pending page of R at or after IDX, or r->nr_pages. */
 uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx);
 
@@ -175,6 +178,55 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 	       uint64_t *run);
 /* The NR pages at DATA (from source_get) have been copied: let them go from our memory. */
 void source_put(struct source *s, const void *data, uint64_t nr);
+
+/*
+ * Like source_get, but *data always points into the mapping of the pages file (never a
+ * buffer of ours), so it stays valid until source_put whatever else is read meanwhile.
+ */
+int source_get_mapped(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr,
+		      const void **data, uint64_t *run);
+
+/* ---- copier.c: a second thread copying background runs (local pages) ---- */
+
+#define COPIER_DEPTH 2 /* runs queued or running at once: the thread never waits for the next */
+
+struct copier_job {
+	const void *owner; /* the loop's task; compared, never used */
+	int uffd;
+	uint64_t dst, img; /* where the run goes now, and its dump-time address */
+	const void *src;   /* from source_get_mapped */
+	uint64_t len;
+	/* Results: bytes from dst got through (copied, or present already), of them copied. */
+	uint64_t through, copied;
+	enum uffd_res res; /* why it stopped short of len, if it did */
+	int err;
+	bool cancelled;
+};
+
+struct copier;
+
+int copier_start(struct copier **out);
+/* Cancels what is queued, waits for the run under way to stop, joins the thread. */
+void copier_stop(struct copier *c);
+/* Readable (eventfd) while finished jobs wait to be reaped. */
+int copier_fd(const struct copier *c);
+/* Queue a job; -EBUSY when COPIER_DEPTH are queued or running or not yet reaped. */
+int copier_submit(struct copier *c, const struct copier_job *j);
+/* 1 and *out: a finished job, oldest first; 0: none. */
+int copier_reap(struct copier *c, struct copier_job *out);
+/* Jobs submitted and not yet reaped (their runs are off limits for other copies' planning). */
+size_t copier_in_flight(struct copier *c, struct copier_job *out, size_t max);
+/*
+ * Around every read of a uffd: copier_read_lock (true if OWNER has a job queued or
+ * running: the thread's copies are then held off) and, if it returned true,
+ * copier_read_unlock, saying whether the messages read had a layout event: OWNER's jobs
+ * are then cancelled before any copy of theirs can start again. C may be NULL.
+ */
+bool copier_read_lock(struct copier *c, const void *owner);
+void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed);
+/* Cancel OWNER's jobs, then wait until none of them is queued or running (its uffd closes). */
+void copier_cancel(struct copier *c, const void *owner);
+void copier_wait(struct copier *c, const void *owner);
 
 /* ---- source_remote.c: page data from a page server, asynchronously ---- */
 
@@ -274,6 +326,8 @@ struct daemon_opts {
 	const char *stats_file; /* --stats: JSON written at exit, or NULL */
 	/* --busy-poll: after a fault, poll the uffds this long before sleeping in epoll. */
 	uint64_t busy_poll_ns;
+	unsigned int copy_threads; /* --copy-threads: 0, or 1 thread copying background runs */
+	int loop_cpu;		   /* --loop-cpu: pin the loop thread alone there, or -1 */
 	const char *record_profile; /* --record-profile: written at a successful exit */
 	const struct profile *prefetch; /* --prefetch-profile, loaded, or NULL */
 	uint64_t fingerprint;		/* profile_fingerprint() of the images */
@@ -305,6 +359,8 @@ struct loop_stats {
 	uint64_t profile_skipped_records; /* for tasks the images do not have */
 	uint64_t recorded_records; /* --record-profile records written */
 	double prefetch_done_ms;   /* when the last task's profile was copied (since the start) */
+	uint64_t copy_threads;	   /* the setting, as used: 0 for a page server */
+	uint64_t copy_thread_bytes; /* background bytes the copy thread copied */
 };
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */

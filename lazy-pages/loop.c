@@ -67,6 +67,8 @@ struct pending_fault {
 struct daemon {
 	const struct crimg *img;
 	struct source *src;   /* local pages files, or */
+	struct copier *cp;    /* local: the second thread copying background runs, or NULL */
+	bool bg_idle;	      /* all the background work left is the copy thread's: sleep */
 	struct remote *rem;   /* a page server */
 	uint64_t dup_pages;   /* remote pages that arrived when no task wanted them any more */
 	struct pending_fault *waiting; /* remote faults that found every buffer busy */
@@ -150,6 +152,9 @@ static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
 			(unsigned long long)t->nr_pending);
 	else
 		pr_info("task %d: all lazy pages copied", t->vpid);
+	/* No copy of the thread may go to this fd number once it is closed and reused. */
+	copier_cancel(d->cp, t);
+	copier_wait(d->cp, t);
 	close(t->uffd);
 	guard_release(d->guard, t->guard_id);
 	t->uffd = -1;
@@ -530,7 +535,16 @@ static void handle_uffd(struct daemon *d, struct lazy_task *t)
 	int n, i;
 
 	for (;;) {
+		bool held = copier_read_lock(d->cp, t);
+
 		n = uffd_read_msgs(t->uffd, msgs, MSGS_PER_READ);
+		if (held) {
+			bool layout = false;
+
+			for (i = 0; i < n; i++)
+				layout |= msgs[i].event != UFFD_EVENT_PAGEFAULT;
+			copier_read_unlock(d->cp, t, layout);
+		}
 		if (n < 0) {
 			pr_err("reading the uffd of task %d: %s", t->vpid, strerror(-n));
 			fail(d);
@@ -1149,37 +1163,253 @@ static bool remote_background(struct daemon *d)
 	return sent;
 }
 
+/* ---- local: the copy thread's share of the background work ---- */
+
+/* T's jobs not yet reaped: their runs are the thread's until then. */
+static size_t jobs_of(struct daemon *d, const struct lazy_task *t, struct copier_job *jobs)
+{
+	struct copier_job all[COPIER_DEPTH];
+	size_t n = copier_in_flight(d->cp, all, COPIER_DEPTH), i, m = 0;
+
+	for (i = 0; i < n; i++)
+		if (all[i].owner == t)
+			jobs[m++] = all[i];
+	return m;
+}
+
+static const struct copier_job *job_at(const struct copier_job *jobs, size_t n, uint64_t addr)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (addr >= jobs[i].dst && addr < jobs[i].dst + jobs[i].len)
+			return &jobs[i];
+	return NULL;
+}
+
+/* The first page at or after K of R that is pending and in none of JOBS, or r->nr_pages. */
+static uint64_t next_free(const struct lazy_range *r, uint64_t k, const struct copier_job *jobs, size_t nj)
+{
+	for (;;) {
+		const struct copier_job *in;
+
+		k = range_next_pending(r, k);
+		if (k == r->nr_pages)
+			return k;
+		in = job_at(jobs, nj, r->start + (k << PAGE_SHIFT));
+		if (!in)
+			return k;
+		k = (in->dst + in->len - r->start) >> PAGE_SHIFT;
+		if (k >= r->nr_pages)
+			return r->nr_pages;
+	}
+}
+
+/*
+ * Where T's background work goes on: the first pending page not in a job, from the range
+ * population has reached, and the run there (at most MAX pages, up to the next job).
+ * False if every page left is in a job or none is left.
+ */
+static bool next_bg_run(struct daemon *d, struct lazy_task *t, uint64_t max, size_t *ri_out, uint64_t *k_out,
+			uint64_t *n_out)
+{
+	struct copier_job jobs[COPIER_DEPTH];
+	size_t nj = d->cp ? jobs_of(d, t, jobs) : 0, ri, i, j;
+
+	while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
+		t->bg_range++;
+	if (t->bg_range >= t->nr_ranges)
+		t->bg_range = 0; /* ranges were split or moved: look again from the start */
+	for (i = 0; i < t->nr_ranges; i++) {
+		const struct lazy_range *r;
+		uint64_t k, n, a;
+
+		/* From where population is, then round: a cancelled run may be left behind. */
+		ri = (t->bg_range + i) % t->nr_ranges;
+		r = &t->ranges[ri];
+
+		if (!r->nr_pending)
+			continue;
+		k = next_free(r, 0, jobs, nj);
+		if (k == r->nr_pages)
+			continue;
+		n = range_pending_run(r, k, max);
+		a = r->start + (k << PAGE_SHIFT);
+		for (j = 0; j < nj; j++)
+			if (jobs[j].dst > a && jobs[j].dst < a + (n << PAGE_SHIFT))
+				n = (jobs[j].dst - a) >> PAGE_SHIFT;
+		*ri_out = ri;
+		*k_out = k;
+		*n_out = n;
+		return true;
+	}
+	return false;
+}
+
+/* The thread's next run for T: the next chunk at the front, as the loop's own would be. */
+static bool pick_job(struct daemon *d, struct lazy_task *t, struct copier_job *j)
+{
+	const struct lazy_range *r;
+	const void *data;
+	uint64_t k, n, run;
+	size_t ri;
+
+	if (!next_bg_run(d, t, BG_CHUNK_PAGES, &ri, &k, &n))
+		return false;
+	r = &t->ranges[ri];
+	if (source_get_mapped(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run)) {
+		fail(d);
+		return false;
+	}
+	*j = (struct copier_job){
+		.owner = t,
+		.uffd = t->uffd,
+		.dst = r->start + (k << PAGE_SHIFT),
+		.img = r->img_start + (k << PAGE_SHIFT),
+		.src = data,
+		.len = run << PAGE_SHIFT,
+	};
+	return true;
+}
+
+/* Keep the thread's queue full, in the order the loop's own background work goes. */
+static void feed_copier(struct daemon *d)
+{
+	struct copier_job all[COPIER_DEPTH], j;
+	size_t i;
+
+	while (!d->failed && copier_in_flight(d->cp, all, COPIER_DEPTH) < COPIER_DEPTH) {
+		bool picked = false;
+
+		for (i = 0; i < d->nr_tasks && !picked; i++) {
+			struct lazy_task *t = d->tasks[(d->bg_task + i) % d->nr_tasks];
+
+			if (!t->done && t->nr_pending && !t->cp_skip && pick_job(d, t, &j))
+				picked = true;
+		}
+		if (!picked)
+			return;
+		if (copier_submit(d->cp, &j)) {
+			source_put(d->src, j.src, j.len >> PAGE_SHIFT);
+			return;
+		}
+	}
+}
+
+/* Mark N pages from dump-time address IMG of T as copied, wherever they are now. */
+static void mark_img_done(struct lazy_task *t, uint64_t img, uint64_t n)
+{
+	uint64_t end = img + (n << PAGE_SHIFT);
+
+	while (img < end) {
+		ssize_t ri = range_by_img(t, img);
+		struct lazy_range *r;
+		uint64_t k, m;
+
+		if (ri < 0) {
+			img += PAGE_SZ; /* dropped meanwhile (unmapped, removed) */
+			continue;
+		}
+		r = &t->ranges[ri];
+		k = (img - r->img_start) >> PAGE_SHIFT;
+		m = (end - img) >> PAGE_SHIFT;
+		if (m > r->nr_pages - k)
+			m = r->nr_pages - k;
+		task_mark_done(t, r, k, m);
+		img += m << PAGE_SHIFT;
+	}
+}
+
+/*
+ * Account the thread's finished runs. By dump-time address: a remap read after the copy
+ * moved those pages and their range alike; an unmap or remove dropped both.
+ */
+static void reap_jobs(struct daemon *d)
+{
+	struct copier_job j;
+	int ret;
+
+	while ((ret = copier_reap(d->cp, &j)) > 0) {
+		struct lazy_task *t = NULL;
+		size_t i;
+
+		source_put(d->src, j.src, j.len >> PAGE_SHIFT);
+		d->bg_idle = false;
+		for (i = 0; i < d->nr_tasks && !t; i++)
+			if (d->tasks[i] == j.owner)
+				t = d->tasks[i];
+		if (!t || t->done)
+			continue;
+		mark_img_done(t, j.img, j.through >> PAGE_SHIFT);
+		t->st.bytes += j.copied;
+		t->st.bytes_path[PATH_BG] += j.copied;
+		t->st.pages_bg += j.copied >> PAGE_SHIFT;
+		d->ls.copy_thread_bytes += j.copied;
+		if (!j.cancelled && j.through < j.len) {
+			switch (j.res) {
+			case UFFD_GONE:
+				task_finish(d, t, true);
+				continue;
+			case UFFD_FAILED:
+				pr_err("UFFDIO_COPY of %llu bytes at 0x%llx into task %d (copy thread): %s",
+				       (unsigned long long)(j.len - j.through),
+				       (unsigned long long)(j.dst + j.through), t->vpid, strerror(j.err));
+				fail(d);
+				return;
+			default:
+				/*
+				 * Pending events, or a page no longer registered: the addresses
+				 * this run was planned with may be stale. The loop copies T's
+				 * next chunk itself, from the layout as it is after the events,
+				 * and meets the same cause knowing what to do.
+				 */
+				t->cp_skip = true;
+				break;
+			}
+		}
+		if (d->finished && !t->nr_pending)
+			task_finish(d, t, false);
+	}
+	if (ret < 0) {
+		pr_err("copy thread: %s", strerror(-ret));
+		fail(d);
+	}
+}
+
 /* Copy one chunk for the next task with pages left; true if there was work. */
 static bool background_step(struct daemon *d)
 {
+	bool waits_on_thread = false;
 	size_t i;
 
 	if (d->rem)
 		return remote_background(d);
+	if (d->cp)
+		feed_copier(d);
 	for (i = 0; i < d->nr_tasks; i++) {
 		struct lazy_task *t = d->tasks[(d->bg_task + i) % d->nr_tasks];
 		uint64_t k, n, copied;
 		enum copy_res res;
 		struct lazy_range *r;
+		size_t ri;
 
 		if (t->done || !t->nr_pending)
 			continue;
-		while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
-			t->bg_range++;
-		if (t->bg_range >= t->nr_ranges) {
-			t->bg_range = 0;
+		if (!next_bg_run(d, t, d->bg_pages, &ri, &k, &n)) {
+			/* What is left is in the thread's runs, or nothing is (not yet finished). */
+			waits_on_thread |= d->cp != NULL;
 			continue;
 		}
+		t->bg_range = ri;
+		r = &t->ranges[ri];
 		d->bg_task = (d->bg_task + i) % d->nr_tasks;
-		r = &t->ranges[t->bg_range];
-		k = range_next_pending(r, 0);
-		n = range_pending_run(r, k, d->bg_pages);
 		d->path = PATH_BG;
 		res = copy_pages(d, t, t->bg_range, k, n, &copied);
 		t->st.pages_bg += copied;
 		switch (res) {
 		case COPY_OK:
 		case COPY_QUEUED:
+			t->cp_skip = false; /* the cause that stopped the thread is behind us */
 			break;
 		case COPY_RETRY:
 			handle_uffd(d, t);
@@ -1201,6 +1431,8 @@ static bool background_step(struct daemon *d)
 			task_finish(d, t, false);
 		return true;
 	}
+	/* Nothing for the loop itself until a run of the thread's is reaped: sleep till then. */
+	d->bg_idle = waits_on_thread;
 	return false;
 }
 
@@ -1266,8 +1498,9 @@ static void log_summary(const struct daemon *d)
 		(unsigned long long)pf, (unsigned long long)hits, (unsigned long long)misses);
 }
 
-/* Marks the page server's eventfd among the epoll events (tasks are theirs, criu's is NULL). */
-static char remote_marker;
+/* Mark the page server's and the copy thread's eventfds among the epoll events (tasks
+ * are theirs, criu's is NULL). */
+static char remote_marker, copier_marker;
 
 int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 {
@@ -1299,6 +1532,28 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		ret = source_local_open(&d.src, img);
 	if (ret)
 		goto out;
+	/*
+	 * Started before the socket listens: whoever waits for that (the ready byte) and then
+	 * pins the daemon's pid to one CPU pins the loop only, and the copy thread keeps the
+	 * CPUs it started with (make bench does this).
+	 */
+	if (!d.rem && o->copy_threads) {
+		if (copier_start(&d.cp))
+			goto out;
+		d.ls.copy_threads = 1;
+	}
+	/* Only this thread: the copy thread and the page-server receivers keep their CPUs. */
+	if (o->loop_cpu >= 0) {
+		cpu_set_t cpus;
+
+		CPU_ZERO(&cpus);
+		CPU_SET(o->loop_cpu, &cpus);
+		if (sched_setaffinity(0, sizeof(cpus), &cpus)) {
+			pr_err("--loop-cpu %d: %m (is that CPU online and allowed to the daemon?)", o->loop_cpu);
+			goto out;
+		}
+		pr_info("the loop runs on CPU %d only%s", o->loop_cpu, d.cp ? "; the copy thread where it started" : "");
+	}
 	ret = handoff_listen(&d.h);
 	if (ret)
 		goto out;
@@ -1327,11 +1582,17 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			pr_err("epoll_ctl: %m");
 			goto out;
 		}
+	} else if (d.cp) {
+		ev.data.ptr = &copier_marker;
+		if (epoll_ctl(d.ep, EPOLL_CTL_ADD, copier_fd(d.cp), &ev)) {
+			pr_err("epoll_ctl: %m");
+			goto out;
+		}
 	}
 	pr_info("criu restore connected; expecting %zu tasks", d.nr_expected);
 
 	while (!d.failed && !all_done(&d)) {
-		bool bg = d.finished, polling = false, early_pf = false;
+		bool bg = d.finished && !d.bg_idle, polling = false, early_pf = false;
 		int timeout = -1;
 
 		/* Remote: keep the background requests going; answers and faults wake us. */
@@ -1394,6 +1655,8 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 
 			if (evs[i].data.ptr == &remote_marker) {
 				remote_drain(&d);
+			} else if (evs[i].data.ptr == &copier_marker) {
+				reap_jobs(&d);
 			} else if (!t) {
 				if (handle_conn(&d))
 					fail(&d);
@@ -1411,6 +1674,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &d.t_complete);
+	/* Before any uffd is closed below, and before the tasks are killed. */
+	copier_stop(d.cp);
+	d.cp = NULL;
 
 	if (d.failed) {
 		kill_restored(&d);
@@ -1446,6 +1712,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			     elapsed(&d.t_finish, &d.t_complete)))
 		status = 1;
 out:
+	copier_stop(d.cp);
 	for (i = 0; i < (int)d.nr_tasks; i++) {
 		if (!d.tasks[i]->done)
 			close(d.tasks[i]->uffd);

@@ -109,8 +109,8 @@ static int map_file(struct source *s, int fd, const char *path, const struct map
 	return 0;
 }
 
-int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
-	       uint64_t *run)
+static int get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
+	       uint64_t *run, bool small_reads)
 {
 	const struct mapping *m = NULL;
 	struct crimg_error err;
@@ -142,7 +142,7 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 	*run = loc.nr_pages < nr ? loc.nr_pages : nr;
 	if ((m->size - loc.off) / PAGE_SZ < *run)
 		*run = (m->size - loc.off) / PAGE_SZ;
-	if (*run <= SMALL_READ_PAGES) {
+	if (small_reads && *run <= SMALL_READ_PAGES) {
 		ssize_t got = pread(loc.fd, s->buf, *run << PAGE_SHIFT, loc.off);
 
 		if (got < (ssize_t)PAGE_SZ) {
@@ -155,6 +155,18 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 		*data = s->buf;
 	}
 	return 0;
+}
+
+int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
+	       uint64_t *run)
+{
+	return get(s, task, img_addr, nr, data, run, true);
+}
+
+int source_get_mapped(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr,
+		      const void **data, uint64_t *run)
+{
+	return get(s, task, img_addr, nr, data, run, false);
 }
 
 void source_put(struct source *s, const void *data, uint64_t nr)

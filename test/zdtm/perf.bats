@@ -171,6 +171,28 @@ perf_refused() {
 	[ "$(perf_num polled_wakeups)" -gt 0 ]
 }
 
+@test "perf ours: the copy thread on and off, byte-exact; its bytes are counted as background" {
+	local bytes bg
+
+	# Faults (random order) and layout events of the program meet the thread's runs.
+	ZDTM_DAEMON_ARGS=(--copy-threads 1)
+	zdtm_run_lazy ours anon --size 256M --check-order random
+	perf_check_stats
+	bytes=$(perf_num copy_thread_bytes)
+	bg=$(perf_sum background)
+	echo "copy thread: $bytes bytes of $bg background bytes"
+	[ "$(perf_num copy_threads)" = 1 ]
+	[ "$bytes" -gt 0 ]
+	[ "$bytes" -le "$bg" ]
+
+	ZDTM_DAEMON_ARGS=(--copy-threads 0 --loop-cpu 0)
+	perf_restore_again
+	perf_check_stats
+	[ "$(perf_num copy_threads)" = 0 ]
+	[ "$(perf_num copy_thread_bytes)" = 0 ]
+	grep -q "the loop runs on CPU 0 only$" "$ZDTM_WORK/lazy.log"
+}
+
 @test "perf ours: a fault where the dump has no data zeroes the hole around it too, byte-exact" {
 	local zf pz
 
@@ -186,18 +208,26 @@ perf_refused() {
 	[ "$pz" -ge $((4 * zf)) ]
 }
 
-@test "perf ours: --busy-poll, --record-profile and --prefetch-profile usage errors" {
+@test "perf ours: --busy-poll, --copy-threads, --loop-cpu, --record-profile and --prefetch-profile usage errors" {
 	run "$LAZY_UFFD" daemon -D /nonexistent --busy-poll -1
 	[ "$status" = 2 ]
 	[[ $output =~ "bad --busy-poll '-1' (microseconds, 0 to 1000000)" ]]
 	run "$LAZY_UFFD" daemon -D /nonexistent --busy-poll 5x
 	[ "$status" = 2 ]
+	run "$LAZY_UFFD" daemon -D /nonexistent --copy-threads 2
+	[ "$status" = 2 ]
+	[[ $output =~ "bad --copy-threads '2' (0 or 1)" ]]
+	run "$LAZY_UFFD" daemon -D /nonexistent --loop-cpu x
+	[ "$status" = 2 ]
+	[[ $output =~ "bad --loop-cpu 'x' (a CPU number)" ]]
 	run "$LAZY_UFFD" daemon -D /nonexistent --page-server --port 1 --record-profile /tmp/x
 	[ "$status" = 2 ]
 	[[ $output =~ "--record-profile and --prefetch-profile work with local pages, not --page-server" ]]
 	run "$LAZY_UFFD" daemon --help
 	[ "$status" = 0 ]
 	[[ $output =~ "--busy-poll USEC" ]]
+	[[ $output =~ "--copy-threads N" ]]
+	[[ $output =~ "--loop-cpu CPU" ]]
 	[[ $output =~ "--record-profile FILE" ]]
 	[[ $output =~ "--prefetch-profile FILE" ]]
 }

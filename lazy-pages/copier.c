@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A second thread that copies background runs (local pages only), so that population
+ * goes on on a second CPU while the loop serves faults and copies runs of its own.
+ *
+ * The one hazard is an address computed before a layout change: once the loop has read
+ * a REMAP, UNMAP or REMOVE message the kernel lets copies through again, and a run
+ * queued before it could land where the task has since moved other memory, or where it
+ * dropped pages that must now read as zero. So every copy ioctl of the thread and every
+ * read of a uffd that has a run queued or running hold one lock (io_lock), and a read
+ * that returns a layout event cancels that uffd's runs before the lock is let go: no
+ * copy of the thread starts after such a read. The thread takes the lock per piece of
+ * PIECE bytes, so a read waits for at most one piece.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "lazy_pages.h"
+
+/* 128 KiB: a few tens of us, what a uffd read may wait for. */
+#define PIECE (128 * 1024ULL)
+
+enum job_state { JOB_FREE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+struct slot {
+	struct copier_job job;
+	enum job_state state;
+	bool cancel; /* under io_lock */
+	uint64_t seq;
+};
+
+struct copier {
+	pthread_t thread;
+	pthread_mutex_t lock; /* slots, stop */
+	pthread_cond_t wake;  /* the thread: a job, or stop */
+	pthread_cond_t done;  /* the loop: a job finished */
+	pthread_mutex_t io_lock;
+	struct slot slots[COPIER_DEPTH];
+	uint64_t seq;
+	bool stop;
+	int efd;
+};
+
+/*
+ * Copy one job's run: piece by piece, each under io_lock, until done or cancelled. The
+ * results go to R, not to the job, which the loop may read meanwhile.
+ */
+static void run_job(struct copier *c, struct slot *s, struct copier_job *r)
+{
+	const struct copier_job *j = &s->job;
+	const uint8_t *src = j->src;
+	uint64_t limit = PIECE; /* one page after ENOENT: find where the VMA ends */
+
+	r->res = UFFD_OK;
+	while (r->through < j->len) {
+		uint64_t left = j->len - r->through, n = left < limit ? left : limit, done = 0;
+		enum uffd_res res;
+		int err = 0;
+
+		pthread_mutex_lock(&c->io_lock);
+		if (s->cancel) {
+			pthread_mutex_unlock(&c->io_lock);
+			r->cancelled = true;
+			return;
+		}
+		res = uffd_copy(j->uffd, j->dst + r->through, src + r->through, n, &done, &err);
+		pthread_mutex_unlock(&c->io_lock);
+		r->through += done;
+		r->copied += done;
+		switch (res) {
+		case UFFD_OK:
+			continue;
+		case UFFD_EXISTS:
+			/* Present already (a fault's copy): never overwritten, passed over. */
+			r->through += PAGE_SZ;
+			continue;
+		case UFFD_RETRY:
+			if (done)
+				continue;
+			break;
+		case UFFD_NOENT:
+			if (limit > PAGE_SZ) {
+				limit = PAGE_SZ;
+				continue;
+			}
+			break;
+		default:
+			break;
+		}
+		r->res = res;
+		r->err = err;
+		return;
+	}
+}
+
+static void *copier_main(void *arg)
+{
+	struct copier *c = arg;
+	struct copier_job r;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct slot *s = NULL;
+		size_t i;
+
+		for (i = 0; i < COPIER_DEPTH; i++)
+			if (c->slots[i].state == JOB_QUEUED && (!s || c->slots[i].seq < s->seq))
+				s = &c->slots[i];
+		if (c->stop)
+			break;
+		if (!s) {
+			pthread_cond_wait(&c->wake, &c->lock);
+			continue;
+		}
+		s->state = JOB_RUNNING;
+		pthread_mutex_unlock(&c->lock);
+		memset(&r, 0, sizeof(r));
+		run_job(c, s, &r);
+		pthread_mutex_lock(&c->lock);
+		s->job.through = r.through;
+		s->job.copied = r.copied;
+		s->job.res = r.res;
+		s->job.err = r.err;
+		s->job.cancelled = r.cancelled;
+		s->state = JOB_DONE;
+		pthread_cond_broadcast(&c->done);
+		/* The loop learns of it through epoll; a full counter only means it knows. */
+		if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int copier_start(struct copier **out)
+{
+	struct copier *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->efd < 0) {
+		ret = -errno;
+		pr_err("eventfd: %m");
+		free(c);
+		return ret;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->io_lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->done, NULL);
+	ret = pthread_create(&c->thread, NULL, copier_main, c);
+	if (ret) {
+		pr_err("cannot start the copy thread: %s", strerror(ret));
+		close(c->efd);
+		free(c);
+		return -ret;
+	}
+	*out = c;
+	return 0;
+}
+
+void copier_stop(struct copier *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->io_lock);
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	for (size_t i = 0; i < COPIER_DEPTH; i++)
+		c->slots[i].cancel = true;
+	pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->io_lock);
+	pthread_join(c->thread, NULL);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->io_lock);
+	pthread_cond_destroy(&c->wake);
+	pthread_cond_destroy(&c->done);
+	close(c->efd);
+	free(c);
+}
+
+int copier_fd(const struct copier *c)
+{
+	return c->efd;
+}
+
+int copier_submit(struct copier *c, const struct copier_job *j)
+{
+	int ret = -EBUSY;
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < COPIER_DEPTH; i++) {
+		struct slot *s = &c->slots[i];
+
+		if (s->state != JOB_FREE)
+			continue;
+		s->job = *j;
+		s->job.through = s->job.copied = 0;
+		s->job.cancelled = false;
+		s->cancel = false;
+		s->seq = ++c->seq;
+		s->state = JOB_QUEUED;
+		pthread_cond_signal(&c->wake);
+		ret = 0;
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int copier_reap(struct copier *c, struct copier_job *out)
+{
+	struct slot *s = NULL;
+	uint64_t v;
+	size_t i;
+
+	/* Emptied first: a job finishing after the scan below writes it again. */
+	if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < COPIER_DEPTH; i++)
+		if (c->slots[i].state == JOB_DONE && (!s || c->slots[i].seq < s->seq))
+			s = &c->slots[i];
+	if (s) {
+		*out = s->job;
+		s->state = JOB_FREE;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (s) {
+		/* More may be done: keep the eventfd readable until they are reaped too. */
+		v = 1;
+		if (write(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			return -errno;
+	}
+	return s ? 1 : 0;
+}
+
+size_t copier_in_flight(struct copier *c, struct copier_job *out, size_t max)
+{
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < COPIER_DEPTH && n < max; i++)
+		if (c->slots[i].state != JOB_FREE)
+			out[n++] = c->slots[i].job;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+static bool has_live_job(struct copier *c, const void *owner)
+{
+	size_t i;
+
+	for (i = 0; i < COPIER_DEPTH; i++)
+		if (c->slots[i].job.owner == owner &&
+		    (c->slots[i].state == JOB_QUEUED || c->slots[i].state == JOB_RUNNING))
+			return true;
+	return false;
+}
+
+bool copier_read_lock(struct copier *c, const void *owner)
+{
+	bool live;
+
+	if (!c)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	live = has_live_job(c, owner);
+	pthread_mutex_unlock(&c->lock);
+	/*
+	 * A job queued after this check is the loop's own doing, and the loop is here: none
+	 * can be. One that finishes meanwhile only makes the lock unneeded.
+	 */
+	if (live)
+		pthread_mutex_lock(&c->io_lock);
+	return live;
+}
+
+void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed)
+{
+	size_t i;
+
+	if (layout_changed) {
+		pthread_mutex_lock(&c->lock);
+		for (i = 0; i < COPIER_DEPTH; i++)
+			if (c->slots[i].job.owner == owner)
+				c->slots[i].cancel = true;
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->io_lock);
+}
+
+void copier_cancel(struct copier *c, const void *owner)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->io_lock);
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < COPIER_DEPTH; i++)
+		if (c->slots[i].job.owner == owner)
+			c->slots[i].cancel = true;
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->io_lock);
+}
+
+void copier_wait(struct copier *c, const void *owner)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	while (has_live_job(c, owner))
+		pthread_cond_wait(&c->done, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
