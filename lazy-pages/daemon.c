@@ -286,7 +286,9 @@ int cmd_daemon(int argc, char **argv)
 
 	optind = 1;
 	/* A second copying thread only pays where it can run beside the loop. */
-	if (!sched_getaffinity(0, sizeof(cpus), &cpus) && CPU_COUNT(&cpus) > 1)
+	if (sched_getaffinity(0, sizeof(cpus), &cpus))
+		CPU_ZERO(&cpus);
+	if (CPU_COUNT(&cpus) > 1)
 		o.copy_threads = 1;
 	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -417,6 +419,12 @@ int cmd_daemon(int argc, char **argv)
 				return 2;
 			}
 			o.loop_cpu = (int)v;
+			/* Checked now: once the socket listens, criu restore may already be on its way. */
+			if (CPU_COUNT(&cpus) && !CPU_ISSET(o.loop_cpu, &cpus)) {
+				pr_err("--loop-cpu %d: not among the %d CPUs the daemon may run on", o.loop_cpu,
+				       CPU_COUNT(&cpus));
+				return 2;
+			}
 			break;
 		case OPT_RECORD_PROFILE:
 			record_arg = optarg;

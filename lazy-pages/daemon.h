@@ -264,8 +264,10 @@ struct remote_stats {
 
 struct remote;
 
-/* Connect (within the reconnect timeout) and start receiving. */
+/* Connect (within the reconnect timeout); no thread yet, so the daemon may still fork. */
 int remote_open(struct remote **out, const struct crimg *img, const struct remote_opts *o);
+/* Start receiving (the receiver thread). */
+int remote_start(struct remote *r);
 /* CLEAN: say CLOSE and wait for the server's status; else just drop the connections. */
 void remote_close(struct remote *r, bool clean);
 /* Readable (eventfd) when answers wait or the source failed. */

@@ -1523,7 +1523,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		d.ls.profile_skipped_records = d.prefetch->skipped_tasks;
 	}
 	stats_set_loop(&d.ls);
-	/* Forked while the daemon has one thread: the page-server client starts more. */
+	/* Forked while the daemon has one thread: the page-server client and copier start more. */
 	if (guard_start(&d.guard))
 		goto out;
 	if (o->remote)
@@ -1532,11 +1532,17 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 		ret = source_local_open(&d.src, img);
 	if (ret)
 		goto out;
-	/*
-	 * Started before the socket listens: whoever waits for that (the ready byte) and then
-	 * pins the daemon's pid to one CPU pins the loop only, and the copy thread keeps the
-	 * CPUs it started with (make bench does this).
-	 */
+	ret = handoff_listen(&d.h);
+	if (ret)
+		goto out;
+	/* --daemon forks here: every thread starts after it, or the daemon would lack it. */
+	if (o->ready) {
+		ret = o->ready(o->ready_arg);
+		if (ret)
+			goto out;
+	}
+	if (d.rem && remote_start(d.rem))
+		goto out;
 	if (!d.rem && o->copy_threads) {
 		if (copier_start(&d.cp))
 			goto out;
@@ -1553,14 +1559,6 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			goto out;
 		}
 		pr_info("the loop runs on CPU %d only%s", o->loop_cpu, d.cp ? "; the copy thread where it started" : "");
-	}
-	ret = handoff_listen(&d.h);
-	if (ret)
-		goto out;
-	if (o->ready) {
-		ret = o->ready(o->ready_arg);
-		if (ret)
-			goto out;
 	}
 	d.conn_fd = handoff_accept(d.h);
 	if (d.conn_fd < 0)

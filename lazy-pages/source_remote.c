@@ -572,6 +572,7 @@ static int conn_start(struct conn *c)
 		pr_err("cannot start the page server receiver: %s", strerror(ret));
 		return -ret;
 	}
+	pthread_setname_np(c->thr, "lazy-uffd-recv");
 	c->started = true;
 	return 0;
 }
@@ -686,6 +687,11 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 	}
 	pr_info("page server %s: connected, speaking %s%s", r->peer, ps_layout_name(r->layout),
 		r->creds ? " over TLS" : "");
+	return 0;
+}
+
+int remote_start(struct remote *r)
+{
 	return conn_start(&r->conns[0]);
 }
 

@@ -122,6 +122,39 @@ zdtm_run_detached() {
 	[ "$served" -gt 0 ]
 }
 
+# lazy_thread PID NAME: PID has a thread called NAME (waits 5 s at most for it).
+lazy_thread() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -qx "$2" /proc/"$1"/task/*/comm 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "pid $1 has no thread $2: $(cat /proc/"$1"/task/*/comm 2>/dev/null | tr '\n' ' ')"
+	return 1
+}
+
+@test "zdtm lazy ours: --daemon forks before its threads start (copy thread, page-server receiver)" {
+	local work=$ZDTM_DIR/detached pid ps port=$((20000 + RANDOM % 20000))
+
+	zdtm_start anon --size 64K
+	zdtm_dump
+	mkdir -p "$work"
+	"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$work" -o lazy.log --daemon --pidfile lazy.pid --copy-threads 1 </dev/null
+	pid=$(cat "$work/lazy.pid")
+	lazy_thread "$pid" lazy-uffd-copy || { kill -KILL "$pid"; false; }
+	kill -KILL "$pid"
+
+	"$LAZY_UFFD" page-server -D "$ZDTM_IMG" -W "$work" -o ps.log --address 127.0.0.1 --port "$port" \
+		--daemon --pidfile ps.pid </dev/null
+	ps=$(cat "$work/ps.pid")
+	rm -f "$work/lazy.pid"
+	"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$work" -o lazy.log --daemon --pidfile lazy.pid \
+		--page-server --address 127.0.0.1 --port "$port" </dev/null || { kill -KILL "$ps"; false; }
+	pid=$(cat "$work/lazy.pid")
+	lazy_thread "$pid" lazy-uffd-recv || { kill -KILL "$pid" "$ps"; false; }
+	kill -KILL "$pid" "$ps"
+}
+
 @test "zdtm lazy criu: --daemon --pidfile" {
 	zdtm_run_detached criu anon --size 64M
 }

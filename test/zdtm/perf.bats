@@ -220,6 +220,9 @@ perf_refused() {
 	run "$LAZY_UFFD" daemon -D /nonexistent --loop-cpu x
 	[ "$status" = 2 ]
 	[[ $output =~ "bad --loop-cpu 'x' (a CPU number)" ]]
+	run taskset -c 0 "$LAZY_UFFD" daemon -D /nonexistent --loop-cpu 1
+	[ "$status" = 2 ]
+	[[ $output =~ "--loop-cpu 1: not among the 1 CPUs the daemon may run on" ]]
 	run "$LAZY_UFFD" daemon -D /nonexistent --page-server --port 1 --record-profile /tmp/x
 	[ "$status" = 2 ]
 	[[ $output =~ "--record-profile and --prefetch-profile work with local pages, not --page-server" ]]
