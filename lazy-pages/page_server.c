@@ -48,6 +48,14 @@
  * and push; a pipe this size takes it in one.
  */
 #define SPLICE_PIPE_BYTES (1 << 20)
+/*
+ * A session reads no request while it sends an answer, and CRIU's lazy-pages client
+ * sends its requests on a non-blocking socket and gives up on EAGAIN ("Can't send PSI").
+ * Requests are 24-32 bytes but each can cost a kilobyte of receive buffer (skb
+ * truesize): the default buffer closes the window after some hundreds. Room for
+ * thousands (set on the listening socket, so the window scale allows it).
+ */
+#define REQUEST_RCVBUF (4 << 20)
 
 struct server {
 	const struct crimg *img;
@@ -397,6 +405,9 @@ static int listen_on(const char *address, int port)
 		goto err;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Beyond net.core.rmem_max needs CAP_NET_ADMIN; the capped size still helps. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ REQUEST_RCVBUF }, sizeof(int)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ REQUEST_RCVBUF }, sizeof(int));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
 		pr_err("cannot listen on %s port %d: %m", address ? address : "any address", port);
 		goto err;
@@ -486,7 +497,13 @@ static int serve(struct server *srv, int lfd, bool once)
 		s->id = ++srv->next_id;
 		srv->active++;
 		pthread_mutex_unlock(&srv->mu);
-		pr_info("session %u: connection from %s", s->id, s->peer);
+		{
+			int rcv = 0;
+			socklen_t rl = sizeof(rcv);
+
+			getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rl);
+			pr_info("session %u: connection from %s (receive buffer %d KiB)", s->id, s->peer, rcv / 1024);
+		}
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		ret = pthread_create(&thr, &attr, session_main, s);

@@ -45,7 +45,12 @@ thp_required() {
 }
 
 @test "remote criu: anon 64M" {
+	local kib
 	zdtm_remote_run criu anon --size 64M
+	# Room for thousands of queued requests: criu's client gives up on EAGAIN from send().
+	kib=$(grep -oE 'receive buffer [0-9]+ KiB' "$ZDTM_DIR/ps.log" | head -n 1 | grep -oE '[0-9]+')
+	echo "our page server's session receive buffer: $kib KiB"
+	[ "$kib" -ge 4096 ]
 }
 
 @test "remote criu: anon 1G" {
