@@ -328,32 +328,31 @@ bool copier_read_lock(struct copier *c, const void *owner)
 	return live;
 }
 
-void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed)
+/* With io_lock held: no piece of OWNER's jobs starts after this. */
+static void cancel_jobs(struct copier *c, const void *owner)
 {
 	size_t i;
 
-	if (layout_changed) {
-		pthread_mutex_lock(&c->lock);
-		for (i = 0; i < COPIER_DEPTH; i++)
-			if (c->slots[i].job.owner == owner)
-				c->slots[i].cancel = true;
-		pthread_mutex_unlock(&c->lock);
-	}
-	pthread_mutex_unlock(&c->io_lock);
-}
-
-void copier_cancel(struct copier *c, const void *owner)
-{
-	size_t i;
-
-	if (!c)
-		return;
-	pthread_mutex_lock(&c->io_lock);
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < COPIER_DEPTH; i++)
 		if (c->slots[i].job.owner == owner)
 			c->slots[i].cancel = true;
 	pthread_mutex_unlock(&c->lock);
+}
+
+void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed)
+{
+	if (layout_changed)
+		cancel_jobs(c, owner);
+	pthread_mutex_unlock(&c->io_lock);
+}
+
+void copier_cancel(struct copier *c, const void *owner)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->io_lock);
+	cancel_jobs(c, owner);
 	pthread_mutex_unlock(&c->io_lock);
 }
 
