@@ -347,19 +347,14 @@ void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed
 	pthread_mutex_unlock(&c->io_lock);
 }
 
-void copier_cancel(struct copier *c, const void *owner)
+void copier_forget(struct copier *c, const void *owner)
 {
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->io_lock);
 	cancel_jobs(c, owner);
 	pthread_mutex_unlock(&c->io_lock);
-}
-
-void copier_wait(struct copier *c, const void *owner)
-{
-	if (!c)
-		return;
+	/* A cancelled job still passes through RUNNING to DONE: wait for that. */
 	pthread_mutex_lock(&c->lock);
 	while (has_live_job(c, owner))
 		pthread_cond_wait(&c->done, &c->lock);

@@ -159,8 +159,6 @@ static inline bool range_page_pending(const struct lazy_range *r, uint64_t idx)
 }
 /* Length of the run of pending pages of R starting at IDX, at most MAX. */
 uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t max);
-/* Last pending page of R before IDX, or r->nr_pages if none. */
-uint64_t range_prev_pending(const struct lazy_range *r, uint64_t idx);
 /* First pending page of R at or after IDX, or r->nr_pages. */
 uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx);
 
@@ -225,8 +223,7 @@ size_t copier_in_flight(struct copier *c, struct copier_job *out, size_t max);
 bool copier_read_lock(struct copier *c, const void *owner);
 void copier_read_unlock(struct copier *c, const void *owner, bool layout_changed);
 /* Cancel OWNER's jobs, then wait until none of them is queued or running (its uffd closes). */
-void copier_cancel(struct copier *c, const void *owner);
-void copier_wait(struct copier *c, const void *owner);
+void copier_forget(struct copier *c, const void *owner);
 
 /* ---- source_remote.c: page data from a page server, asynchronously ---- */
 

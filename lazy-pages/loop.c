@@ -153,8 +153,7 @@ static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
 	else
 		pr_info("task %d: all lazy pages copied", t->vpid);
 	/* No copy of the thread may go to this fd number once it is closed and reused. */
-	copier_cancel(d->cp, t);
-	copier_wait(d->cp, t);
+	copier_forget(d->cp, t);
 	close(t->uffd);
 	guard_release(d->guard, t->guard_id);
 	t->uffd = -1;

@@ -350,19 +350,6 @@ uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t ma
 	return n < max ? n : max;
 }
 
-uint64_t range_prev_pending(const struct lazy_range *r, uint64_t idx)
-{
-	while (idx) {
-		uint64_t word = (idx - 1) / 64, bit = (idx - 1) % 64;
-		uint64_t w = r->pending[word] & (bit == 63 ? ~0ULL : (2ULL << bit) - 1);
-
-		if (w)
-			return word * 64 + 63 - __builtin_clzll(w);
-		idx = word * 64;
-	}
-	return r->nr_pages;
-}
-
 uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx)
 {
 	while (idx < r->nr_pages) {
