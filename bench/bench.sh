@@ -181,8 +181,9 @@ run_case() {
 	if [ -n "$daemon" ]; then
 		ZDTM_DAEMON_WRAP=(taskset -c "$CPU_DAEMON" "$BIN/rusage" -o "$dt" --)
 		ZDTM_DAEMON_COMM=rusage
-		if [ "$daemon" = ours ] && [ -z "$remote" ]; then
-			# The loop on the daemons' CPU, the copy thread free to use the other.
+		if [ "$daemon" = ours ]; then
+			# The loop on the daemons' CPU; the copy thread (local) or the page-server
+			# receivers (remote) free to use the other.
 			ZDTM_DAEMON_WRAP=(taskset -c "$CPU_DAEMON,$CPU_WORK" "$BIN/rusage" -o "$dt" --)
 			# shellcheck disable=SC2206 # words, as on a command line
 			ZDTM_DAEMON_ARGS=(--loop-cpu "$CPU_DAEMON" ${BENCH_OURS_ARGS:-})
@@ -361,8 +362,9 @@ echo "bench: sizes $SIZES; patterns $PATTERNS; configs $CONFIGS; $REPS reps, int
 # CRIU 4.1 does not restore a task's affinity: the restored tree has criu restore's, so
 # taskset on criu restore pins the workload (which reports what it found: cpus_at_go).
 echo "bench: pinning: criu restore and so the restored workload on CPU $CPU_WORK (taskset -c $CPU_WORK);" \
-	"lazy-pages daemons and page servers on CPU $CPU_DAEMON (taskset -c $CPU_DAEMON); lazy-uffd's local" \
-	"loop too (--loop-cpu $CPU_DAEMON), its copy thread on either CPU (taskset -c $CPU_DAEMON,$CPU_WORK)"
+	"lazy-pages daemons and page servers on CPU $CPU_DAEMON (taskset -c $CPU_DAEMON); lazy-uffd's" \
+	"loop too (--loop-cpu $CPU_DAEMON), its copy thread or page-server receivers on either CPU" \
+	"(taskset -c $CPU_DAEMON,$CPU_WORK)"
 echo "bench: warm cache: image files are read just before every restore; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench: measuring the floor (bench-floor)"
 "$BIN/floor" >"$OUT/floor.txt" || die "bench-floor failed"

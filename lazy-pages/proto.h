@@ -96,6 +96,11 @@ int chan_send_file(struct chan *c, int fd, uint64_t off, uint64_t len);
  * 0 at EOF, -ETIMEDOUT, or -errno (-EPROTO for a TLS error).
  */
 ssize_t chan_recv(struct chan *c, void *buf, size_t len, int timeout_ms);
+/*
+ * Wait at most TIMEOUT_MS for C to have bytes (or EOF) to read: 1. 0 on timeout, or when
+ * WAKE_FD (a non-blocking eventfd, then emptied) was signalled first. -errno on error.
+ */
+int chan_wait(struct chan *c, int wake_fd, int timeout_ms);
 /* What the last -EPROTO from chan_recv() was, in GnuTLS's words. */
 const char *chan_tls_error(const struct chan *c);
 /* Read exactly LEN bytes; -ETIMEDOUT when nothing came for TIMEOUT_MS, -EPIPE at EOF. */

@@ -69,6 +69,7 @@ struct conn {
 	bool probe; /* urgent: a first connection that may be refused */
 	bool started;
 	pthread_t thr;
+	int wake; /* eventfd: the receiver, idle, looks at stop and closing again */
 
 	/* Under mu: */
 	pthread_mutex_t mu;
@@ -452,12 +453,23 @@ static void complete(struct remote *r, struct req *q)
 static int idle_wait(struct conn *c)
 {
 	size_t want = ps_hdr_size(c->r->layout);
+	struct pollfd p = {.fd = c->wake, .events = POLLIN};
+	uint64_t v;
 	ssize_t n;
+	int ret;
 
 	if (c->pre_len >= want) {
-		usleep(TICK_MS * 1000);
+		if (poll(&p, 1, TICK_MS) > 0 && read(c->wake, &v, sizeof(v)) < 0) {
+			/* Emptied by a read; EAGAIN: nothing to empty. */
+		}
 		return 0;
 	}
+	/* Woken by remote_close: the answers are all in, CLOSE can go now, not a tick later. */
+	ret = chan_wait(&c->ch, c->wake, TICK_MS);
+	if (ret < 0)
+		return -EPIPE;
+	if (!ret)
+		return 0;
 	n = chan_recv(&c->ch, c->pre + c->pre_len, want - c->pre_len, TICK_MS);
 	if (n == -ETIMEDOUT)
 		return 0;
@@ -663,11 +675,17 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 		c->ch.fd = -1;
 		c->state = i ? C_GONE : C_DOWN;
 		pthread_mutex_init(&c->mu, NULL);
+		c->wake = -1;
 	}
 	*out = r;
 	signal(SIGPIPE, SIG_IGN);
 	r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (r->efd < 0) {
+	for (i = 0; i < 2 && r->efd >= 0; i++) {
+		r->conns[i].wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (r->conns[i].wake < 0)
+			break;
+	}
+	if (r->efd < 0 || i < 2) {
 		pr_err("eventfd: %m");
 		return -errno;
 	}
@@ -899,10 +917,15 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
 
 static void conn_finish(struct conn *c, bool clean)
 {
+	uint64_t one = 1;
+
 	pthread_mutex_lock(&c->mu);
 	if (clean && c->state == C_UP) {
 		/* The receiver takes the answers still owed, then sends CLOSE. */
 		c->closing = true;
+		if (write(c->wake, &one, sizeof(one)) < 0) {
+			/* EAGAIN: a wake-up is pending already. */
+		}
 	} else {
 		c->stop = true;
 		chan_shutdown(&c->ch);
@@ -925,8 +948,11 @@ void remote_close(struct remote *r, bool clean)
 		return;
 	for (i = 1; i >= 0; i--)
 		conn_finish(&r->conns[i], clean);
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 2; i++) {
 		pthread_mutex_destroy(&r->conns[i].mu);
+		if (r->conns[i].wake >= 0)
+			close(r->conns[i].wake);
+	}
 	if (r->ai)
 		freeaddrinfo(r->ai);
 	tls_creds_free(r->creds);

@@ -325,6 +325,28 @@ ssize_t chan_recv(struct chan *c, void *buf, size_t len, int timeout_ms)
 	return n;
 }
 
+int chan_wait(struct chan *c, int wake_fd, int timeout_ms)
+{
+	struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+	uint64_t v;
+	int ret;
+
+	if (c->tls && gnutls_record_check_pending(c->tls))
+		return 1;
+	do
+		ret = poll(p, 2, timeout_ms);
+	while (ret < 0 && errno == EINTR);
+	if (ret < 0)
+		return -errno;
+	if (p[1].revents & POLLIN) {
+		/* An eventfd: one read empties it. Nothing to read is as good. */
+		if (read(wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			return -errno;
+		return 0;
+	}
+	return ret > 0;
+}
+
 const char *chan_tls_error(const struct chan *c)
 {
 	return c->tls_err ? gnutls_strerror(c->tls_err) : "no TLS error";
@@ -362,7 +384,7 @@ void chan_close(struct chan *c, bool clean)
 		c->tls = NULL;
 	}
 	if (c->fd >= 0 && clean) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
 		uint8_t junk[4096];
 		int i;
 
