@@ -40,6 +40,9 @@ enum uffd_res {
  * pages. *done gets the bytes handled before the result (all of LEN for UFFD_OK).
  */
 enum uffd_res uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *done, int *err);
+/* The same; unless WAKE, threads waiting on those pages sleep on until a uffd_wake. */
+enum uffd_res uffd_copy_mode(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake, uint64_t *done,
+			     int *err);
 enum uffd_res uffd_zero(int uffd, uint64_t dst, uint64_t len, uint64_t *done, int *err);
 enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err);
 enum uffd_res uffd_unregister(int uffd, uint64_t start, uint64_t len, int *err);

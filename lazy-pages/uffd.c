@@ -45,17 +45,23 @@ static enum uffd_res finish(int ret, int64_t progress, uint64_t len, uint64_t *d
 	return classify(e);
 }
 
-enum uffd_res uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *done, int *err)
+enum uffd_res uffd_copy_mode(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake, uint64_t *done,
+			     int *err)
 {
 	struct uffdio_copy c = {
 		.dst = dst,
 		.src = (uint64_t)(uintptr_t)src,
 		.len = len,
-		.mode = 0,
+		.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
 	};
 	int ret = ioctl(uffd, UFFDIO_COPY, &c);
 
 	return finish(ret, c.copy, len, done, err);
+}
+
+enum uffd_res uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *done, int *err)
+{
+	return uffd_copy_mode(uffd, dst, src, len, true, done, err);
 }
 
 enum uffd_res uffd_zero(int uffd, uint64_t dst, uint64_t len, uint64_t *done, int *err)
