@@ -25,6 +25,8 @@
 
 /* 128 KiB: a few tens of us, what a uffd read may wait for. */
 #define PIECE (128 * 1024ULL)
+/* A prefetch job's pages copied under one hold of io_lock: some 20 us, one page each. */
+#define GROUP_PAGES 8
 /* Spinning for io_lock: some 10^4 pause loops, a few hundred us, then sleep. */
 #define SPIN_TRIES 20000
 
@@ -39,6 +41,7 @@ struct slot {
 
 struct copier {
 	pthread_t thread;
+	uint8_t *buf;	      /* a prefetch job's pages, read before they are copied */
 	pthread_mutex_t lock; /* slots, stop */
 	pthread_cond_t wake;  /* the thread: a job, or stop */
 	pthread_cond_t done;  /* the loop: a job finished */
@@ -119,6 +122,80 @@ static void run_job(struct copier *c, struct slot *s, struct copier_job *r)
 	}
 }
 
+/*
+ * Copy one prefetch job: read all its pages first (the loop never waits for a read),
+ * then copy them in groups of up to GROUP_PAGES under io_lock, without waking the
+ * threads waiting on them; wake the span at the end.
+ */
+static void run_pieces(struct copier *c, struct slot *s, struct copier_job *r)
+{
+	const struct copier_job *j = &s->job;
+	uint64_t lo = UINT64_MAX, hi = 0, off = 0, grouped = 0;
+	size_t i, nread;
+	int err = 0;
+
+	r->res = UFFD_OK;
+	for (nread = 0; nread < j->nr_pieces; nread++) {
+		const struct copier_piece *p = &j->pieces[nread];
+		ssize_t n = pread(p->fd, c->buf + off, p->nr * PAGE_SZ, p->off);
+
+		if (n != (ssize_t)(p->nr * PAGE_SZ)) {
+			r->res = UFFD_FAILED;
+			r->err = n < 0 ? errno : EIO;
+			r->read_failed = true;
+			break;
+		}
+		off += n;
+	}
+	off = 0;
+	for (i = 0; i < nread && r->res == UFFD_OK && !r->cancelled; i++) {
+		const struct copier_piece *p = &j->pieces[i];
+		uint64_t left = p->nr * PAGE_SZ, at = 0;
+
+		if (!grouped) {
+			set_idle(c, false);
+			pthread_mutex_lock(&c->io_lock);
+		}
+		while (left && !s->cancel) {
+			uint64_t done = 0;
+			enum uffd_res res =
+				uffd_copy_mode(j->uffd, p->dst + at, c->buf + off + at, left, false, &done, &err);
+
+			if (done) {
+				lo = p->dst + at < lo ? p->dst + at : lo;
+				hi = p->dst + at + done > hi ? p->dst + at + done : hi;
+			}
+			r->through += done;
+			r->copied += done;
+			at += done;
+			left -= done;
+			if (res == UFFD_OK)
+				continue;
+			if (res == UFFD_EXISTS) {
+				/* Present already (a fault's copy): never overwritten, passed over. */
+				r->through += PAGE_SZ;
+				at += PAGE_SZ;
+				left -= PAGE_SZ;
+				continue;
+			}
+			r->res = res;
+			r->err = err;
+			break;
+		}
+		r->cancelled = left && s->cancel;
+		off += p->nr * PAGE_SZ;
+		grouped += p->nr;
+		if (grouped >= GROUP_PAGES || i + 1 == nread || r->res != UFFD_OK || r->cancelled) {
+			pthread_mutex_unlock(&c->io_lock);
+			set_idle(c, true);
+			grouped = 0;
+		}
+	}
+	/* Stale after a cancelling layout change, at worst: a thread woken early faults again. */
+	if (hi > lo)
+		uffd_wake(j->uffd, lo, hi - lo, &err);
+}
+
 static void *copier_main(void *arg)
 {
 	struct copier *c = arg;
@@ -143,13 +220,17 @@ static void *copier_main(void *arg)
 		s->state = JOB_RUNNING;
 		pthread_mutex_unlock(&c->lock);
 		memset(&r, 0, sizeof(r));
-		run_job(c, s, &r);
+		if (s->job.pieces)
+			run_pieces(c, s, &r);
+		else
+			run_job(c, s, &r);
 		pthread_mutex_lock(&c->lock);
 		s->job.through = r.through;
 		s->job.copied = r.copied;
 		s->job.res = r.res;
 		s->job.err = r.err;
 		s->job.cancelled = r.cancelled;
+		s->job.read_failed = r.read_failed;
 		s->state = JOB_DONE;
 		pthread_cond_broadcast(&c->done);
 		/* The loop learns of it through epoll; a full counter only means it knows. */
@@ -167,10 +248,16 @@ int copier_start(struct copier **out)
 
 	if (!c)
 		return -ENOMEM;
+	c->buf = malloc(COPIER_BATCH_PAGES * PAGE_SZ);
+	if (!c->buf) {
+		free(c);
+		return -ENOMEM;
+	}
 	c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->efd < 0) {
 		ret = -errno;
 		pr_err("eventfd: %m");
+		free(c->buf);
 		free(c);
 		return ret;
 	}
@@ -184,6 +271,7 @@ int copier_start(struct copier **out)
 	if (ret) {
 		pr_err("cannot start the copy thread: %s", strerror(ret));
 		close(c->efd);
+		free(c->buf);
 		free(c);
 		return -ret;
 	}
@@ -211,6 +299,7 @@ void copier_stop(struct copier *c)
 	pthread_cond_destroy(&c->wake);
 	pthread_cond_destroy(&c->done);
 	close(c->efd);
+	free(c->buf);
 	free(c);
 }
 
@@ -232,7 +321,7 @@ int copier_submit(struct copier *c, const struct copier_job *j)
 			continue;
 		s->job = *j;
 		s->job.through = s->job.copied = 0;
-		s->job.cancelled = false;
+		s->job.cancelled = s->job.read_failed = false;
 		s->cancel = false;
 		s->seq = ++c->seq;
 		s->state = JOB_QUEUED;

@@ -117,6 +117,8 @@ struct lazy_task {
 	struct profile_rec *pf_sorted;
 	size_t pf_nr_sorted;
 	uint64_t pf_retry_ns; /* before the finish word: VMAs not registered yet, retry then */
+	bool pf_live;	      /* a prefetch copy got through: the VMAs are registered */
+	unsigned int pf_jobs; /* prefetch batches with the copy thread */
 
 	bool done; /* uffd closed: complete, or the task is gone */
 	bool gone;
@@ -177,6 +179,12 @@ void source_close(struct source *s);
  */
 int source_get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
 	       uint64_t *run);
+/*
+ * Where up to NR pages of TASK at IMG_ADDR are stored: *fd (the image's, never closed by
+ * the caller) at *off, *run of them contiguous there (>= 1), for a pread of one's own.
+ */
+int source_locate(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, int *fd,
+		  uint64_t *off, uint64_t *run);
 /* The NR pages at DATA (from source_get) have been copied: let them go from our memory. */
 void source_put(struct source *s, const void *data, uint64_t nr);
 
@@ -191,17 +199,35 @@ int source_get_mapped(struct source *s, const struct crimg_task *task, uint64_t 
 
 #define COPIER_DEPTH 2 /* runs queued or running at once: the thread never waits for the next */
 
+/* A piece of a prefetch job: NR pages, contiguous at DST (now), IMG (dump time) and OFF of FD. */
+struct copier_piece {
+	uint64_t dst, img;
+	uint64_t off;
+	int fd;
+	uint32_t nr;
+};
+
+#define COPIER_BATCH_PAGES 64 /* pages in one prefetch job, at most */
+
 struct copier_job {
 	const void *owner; /* the loop's task; compared, never used */
 	int uffd;
-	uint64_t dst, img; /* where the run goes now, and its dump-time address */
-	const void *src;   /* from source_get_mapped */
-	uint64_t len;
-	/* Results: bytes from dst got through (copied, or present already), of them copied. */
+	uint64_t dst, img; /* a run: where it goes now, and its dump-time address */
+	const void *src;   /* a run: from source_get_mapped */
+	/*
+	 * Or scattered pieces (a prefetch batch, up to COPIER_BATCH_PAGES pages), which the
+	 * thread reads from their files and copies without waking anyone; one UFFDIO_WAKE
+	 * over their span ends the job. The loop's until reaped.
+	 */
+	struct copier_piece *pieces;
+	size_t nr_pieces;
+	uint64_t len; /* bytes in all */
+	/* Results: bytes from the start got through (copied, or present already), of them copied. */
 	uint64_t through, copied;
 	enum uffd_res res; /* why it stopped short of len, if it did */
 	int err;
 	bool cancelled;
+	bool read_failed; /* a prefetch job's pread, not its copy (err) */
 };
 
 struct copier;
@@ -362,7 +388,8 @@ struct loop_stats {
 	uint64_t recorded_records; /* --record-profile records written */
 	double prefetch_done_ms;   /* when the last task's profile was copied (since the start) */
 	uint64_t copy_threads;	   /* the setting, as used: 0 for a page server */
-	uint64_t copy_thread_bytes; /* background bytes the copy thread copied */
+	uint64_t copy_thread_bytes;	     /* bytes the copy thread copied: background and prefetch */
+	uint64_t copy_thread_prefetch_bytes; /* of them, profile pages */
 };
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */

@@ -99,6 +99,9 @@ struct daemon {
 	 */
 	bool defer_wake;
 	uint64_t wake_lo, wake_hi;
+	/* The pieces of the prefetch batches with the copy thread (at most COPIER_DEPTH). */
+	struct copier_piece pf_pool[COPIER_DEPTH][COPIER_BATCH_PAGES];
+	bool pf_pool_busy[COPIER_DEPTH];
 	struct profile *rec; /* --record-profile */
 	bool rec_full;
 	struct loop_stats ls;
@@ -725,6 +728,112 @@ static void prefetch_wake(struct daemon *d, struct lazy_task *t)
 	d->wake_hi = 0;
 }
 
+/* Say when T's profile is in: every record taken, and no batch of it with the thread. */
+static void prefetch_note_done(struct daemon *d, struct lazy_task *t)
+{
+	if (!t->pf_nr || t->pf_pos < t->pf_nr || t->pf_jobs)
+		return;
+	d->ls.prefetch_done_ms = (now_ns() - d->start_ns) / 1e6;
+	pr_info("task %d: profile prefetched, %.1f ms after the daemon started%s", t->vpid, d->ls.prefetch_done_ms,
+		d->finished ? "" : ", before the restore finished");
+}
+
+/* N pages of T's current profile record are taken care of: move on. */
+static void prefetch_advance(struct daemon *d, struct lazy_task *t, uint64_t n)
+{
+	t->pf_off += n;
+	if (t->pf_off >= t->pf[t->pf_pos]->nr_pages) {
+		t->pf_pos++;
+		t->pf_off = 0;
+	}
+	prefetch_note_done(d, t);
+}
+
+/*
+ * The next batch of T's profile for the copy thread: up to COPIER_BATCH_PAGES pending
+ * pages from the front, which moves past them. False if none was left (or on failure).
+ */
+static bool prefetch_batch(struct daemon *d, struct lazy_task *t, struct copier_job *j)
+{
+	struct copier_piece *pc = NULL;
+	uint64_t pages = 0;
+	size_t np = 0, i;
+
+	for (i = 0; i < COPIER_DEPTH && !pc; i++)
+		if (!d->pf_pool_busy[i])
+			pc = d->pf_pool[i];
+	if (!pc)
+		return false;
+	while (t->pf_pos < t->pf_nr && pages < COPIER_BATCH_PAGES) {
+		const struct profile_rec *rec = t->pf[t->pf_pos];
+		uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, k, max, off;
+		ssize_t ri = range_by_img(t, a);
+		int fd;
+
+		if (ri >= 0) {
+			const struct lazy_range *r = &t->ranges[ri];
+
+			k = (a - r->img_start) >> PAGE_SHIFT;
+			max = rec->nr_pages - t->pf_off;
+			if (max > r->nr_pages - k)
+				max = r->nr_pages - k;
+			if (max > COPIER_BATCH_PAGES - pages)
+				max = COPIER_BATCH_PAGES - pages;
+			if (range_page_pending(r, k)) {
+				n = range_pending_run(r, k, max);
+				if (source_locate(d->src, t->img, a, n, &fd, &off, &n)) {
+					fail(d);
+					return false;
+				}
+				pc[np++] = (struct copier_piece){
+					.dst = r->start + (k << PAGE_SHIFT),
+					.img = a,
+					.off = off,
+					.fd = fd,
+					.nr = (uint32_t)n,
+				};
+				pages += n;
+			} else {
+				n = range_next_pending(r, k) - k;
+				if (n > max)
+					n = max;
+			}
+		}
+		prefetch_advance(d, t, n);
+	}
+	if (!np)
+		return false;
+	*j = (struct copier_job){
+		.owner = t,
+		.uffd = t->uffd,
+		.pieces = pc,
+		.nr_pieces = np,
+		.len = pages << PAGE_SHIFT,
+	};
+	return true;
+}
+
+static void pf_pool_put(struct daemon *d, const struct copier_piece *pc)
+{
+	d->pf_pool_busy[(pc - d->pf_pool[0]) / COPIER_BATCH_PAGES] = false;
+}
+
+/*
+ * Both CPUs on T's profile: while the thread has room, give it the batch at the front
+ * (the program, resumed, wants those first); the loop goes on behind it.
+ */
+static void feed_prefetch(struct daemon *d, struct lazy_task *t)
+{
+	struct copier_job all[COPIER_DEPTH], j;
+
+	while (!d->failed && copier_in_flight(d->cp, all, COPIER_DEPTH) < COPIER_DEPTH && prefetch_batch(d, t, &j)) {
+		if (copier_submit(d->cp, &j))
+			return;
+		d->pf_pool_busy[(j.pieces - d->pf_pool[0]) / COPIER_BATCH_PAGES] = true;
+		t->pf_jobs++;
+	}
+}
+
 /*
  * Copy up to one chunk of the next task's profile pages, in recorded order; true if any
  * work. The program, once resumed, runs into the front of the prefetch and waits there
@@ -749,6 +858,9 @@ static bool prefetch_step(struct daemon *d)
 		d->pf_task = ti;
 		d->wake_lo = UINT64_MAX;
 		d->wake_hi = 0;
+		/* Before the finish word, only once the loop's copies show the VMAs registered. */
+		if (d->cp && (d->finished || t->pf_live))
+			feed_prefetch(d, t);
 		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr && now_ns() - start < step_ns) {
 			const struct profile_rec *rec = t->pf[t->pf_pos];
 			uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, copied, k, max;
@@ -772,6 +884,7 @@ static bool prefetch_step(struct daemon *d)
 					d->defer_wake = false;
 					t->st.pages_prefetch += copied;
 					t->st.prefetch_hits += copied;
+					t->pf_live |= copied > 0;
 				} else {
 					n = range_next_pending(r, k) - k;
 					if (n > max)
@@ -808,17 +921,8 @@ static bool prefetch_step(struct daemon *d)
 				fail(d);
 				return true;
 			}
-			t->pf_off += n;
 			budget -= n < budget ? n : budget;
-			if (t->pf_off >= rec->nr_pages) {
-				t->pf_pos++;
-				t->pf_off = 0;
-			}
-			if (t->pf_pos == t->pf_nr) {
-				d->ls.prefetch_done_ms = (now_ns() - d->start_ns) / 1e6;
-				pr_info("task %d: profile prefetched, %.1f ms after the daemon started%s", t->vpid,
-					d->ls.prefetch_done_ms, d->finished ? "" : ", before the restore finished");
-			}
+			prefetch_advance(d, t, n);
 		}
 		prefetch_wake(d, t);
 		/* Before the finish word a task is never closed: the finish word does that. */
@@ -1223,7 +1327,7 @@ static const struct copier_job *job_at(const struct copier_job *jobs, size_t n, 
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (addr >= jobs[i].dst && addr < jobs[i].dst + jobs[i].len)
+		if (!jobs[i].pieces && addr >= jobs[i].dst && addr < jobs[i].dst + jobs[i].len)
 			return &jobs[i];
 	return NULL;
 }
@@ -1277,7 +1381,7 @@ static bool next_bg_run(struct daemon *d, struct lazy_task *t, uint64_t max, siz
 		n = range_pending_run(r, k, max);
 		a = r->start + (k << PAGE_SHIFT);
 		for (j = 0; j < nj; j++)
-			if (jobs[j].dst > a && jobs[j].dst < a + (n << PAGE_SHIFT))
+			if (!jobs[j].pieces && jobs[j].dst > a && jobs[j].dst < a + (n << PAGE_SHIFT))
 				n = (jobs[j].dst - a) >> PAGE_SHIFT;
 		*ri_out = ri;
 		*k_out = k;
@@ -1374,27 +1478,56 @@ static void reap_jobs(struct daemon *d)
 		struct lazy_task *t = NULL;
 		size_t i;
 
-		source_put(d->src, j.src, j.len >> PAGE_SHIFT);
+		if (!j.pieces)
+			source_put(d->src, j.src, j.len >> PAGE_SHIFT);
 		d->bg_idle = false;
 		for (i = 0; i < d->nr_tasks && !t; i++)
 			if (d->tasks[i] == j.owner)
 				t = d->tasks[i];
+		if (j.pieces) {
+			pf_pool_put(d, j.pieces);
+			if (t)
+				t->pf_jobs--;
+		}
 		if (!t || t->done)
 			continue;
-		mark_img_done(t, j.img, j.through >> PAGE_SHIFT);
 		t->st.bytes += j.copied;
-		t->st.bytes_path[PATH_BG] += j.copied;
-		t->st.pages_bg += j.copied >> PAGE_SHIFT;
 		d->ls.copy_thread_bytes += j.copied;
+		if (j.pieces) {
+			uint64_t left = j.through >> PAGE_SHIFT;
+
+			for (i = 0; i < j.nr_pieces && left; i++) {
+				uint64_t m = j.pieces[i].nr < left ? j.pieces[i].nr : left;
+
+				mark_img_done(t, j.pieces[i].img, m);
+				left -= m;
+			}
+			t->st.bytes_path[PATH_PREFETCH] += j.copied;
+			d->ls.copy_thread_prefetch_bytes += j.copied;
+			t->st.pages_prefetch += j.copied >> PAGE_SHIFT;
+			t->st.prefetch_hits += j.copied >> PAGE_SHIFT;
+			prefetch_note_done(d, t);
+		} else {
+			mark_img_done(t, j.img, j.through >> PAGE_SHIFT);
+			t->st.bytes_path[PATH_BG] += j.copied;
+			t->st.pages_bg += j.copied >> PAGE_SHIFT;
+		}
 		if (!j.cancelled && j.through < j.len) {
 			switch (j.res) {
 			case UFFD_GONE:
 				task_finish(d, t, true);
 				continue;
 			case UFFD_FAILED:
-				pr_err("UFFDIO_COPY of %llu bytes at 0x%llx into task %d (copy thread): %s",
-				       (unsigned long long)(j.len - j.through),
-				       (unsigned long long)(j.dst + j.through), t->vpid, strerror(j.err));
+				if (j.read_failed)
+					pr_err("task %d: reading its profile pages for the copy thread: %s", t->vpid,
+					       strerror(j.err));
+				else if (j.pieces)
+					pr_err("UFFDIO_COPY of profile pages into task %d (copy thread): %s", t->vpid,
+					       strerror(j.err));
+				else
+					pr_err("UFFDIO_COPY of %llu bytes at 0x%llx into task %d (copy thread): %s",
+					       (unsigned long long)(j.len - j.through),
+					       (unsigned long long)(j.dst + j.through), t->vpid, strerror(j.err));
 				fail(d);
 				return;
 			default:

@@ -109,39 +109,51 @@ static int map_file(struct source *s, int fd, const char *path, const struct map
 	return 0;
 }
 
-static int get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
-	       uint64_t *run, bool small_reads)
+/* Where the data of IMG_ADDR is: its file, mapped, and the offset and run there. */
+static int locate(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr,
+		  const struct mapping **m, struct crimg_loc *loc, uint64_t *run)
 {
-	const struct mapping *m = NULL;
 	struct crimg_error err;
-	struct crimg_loc loc;
 	int ret;
 
-	ret = crimg_locate(s->img, task, img_addr, &loc, &err);
+	ret = crimg_locate(s->img, task, img_addr, loc, &err);
 	if (ret) {
 		pr_err("task %d, page 0x%llx: %s", task->pid, (unsigned long long)img_addr, err.msg);
 		return ret;
 	}
-	if (loc.where != CRIMG_PRESENT) {
+	if (loc->where != CRIMG_PRESENT) {
 		/* Never stand in zeros for a page the dump says had data. */
 		pr_err("task %d, page 0x%llx: no page data in the image (%s)", task->pid, (unsigned long long)img_addr,
-		       loc.where == CRIMG_REMOTE ? "held by the dump's page server: use --page-server" :
-						   "not a stored page");
+		       loc->where == CRIMG_REMOTE ? "held by the dump's page server: use --page-server" :
+						    "not a stored page");
 		return -ENODATA;
 	}
-	ret = map_file(s, loc.fd, loc.path, &m);
+	ret = map_file(s, loc->fd, loc->path, m);
 	if (ret)
 		return ret;
-	if (loc.off + PAGE_SZ > m->size) {
-		pr_err("%s: page 0x%llx of task %d at offset %llu is past the end of the file (size %llu)", m->path,
-		       (unsigned long long)img_addr, task->pid, (unsigned long long)loc.off,
-		       (unsigned long long)m->size);
+	if (loc->off + PAGE_SZ > (*m)->size) {
+		pr_err("%s: page 0x%llx of task %d at offset %llu is past the end of the file (size %llu)", (*m)->path,
+		       (unsigned long long)img_addr, task->pid, (unsigned long long)loc->off,
+		       (unsigned long long)(*m)->size);
 		return -EIO;
 	}
+	*run = loc->nr_pages < nr ? loc->nr_pages : nr;
+	if (((*m)->size - loc->off) / PAGE_SZ < *run)
+		*run = ((*m)->size - loc->off) / PAGE_SZ;
+	return 0;
+}
+
+static int get(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, const void **data,
+	       uint64_t *run, bool small_reads)
+{
+	const struct mapping *m = NULL;
+	struct crimg_loc loc;
+	int ret;
+
+	ret = locate(s, task, img_addr, nr, &m, &loc, run);
+	if (ret)
+		return ret;
 	*data = m->base + loc.off;
-	*run = loc.nr_pages < nr ? loc.nr_pages : nr;
-	if ((m->size - loc.off) / PAGE_SZ < *run)
-		*run = (m->size - loc.off) / PAGE_SZ;
 	if (small_reads && *run <= SMALL_READ_PAGES) {
 		ssize_t got = pread(loc.fd, s->buf, *run << PAGE_SHIFT, loc.off);
 
@@ -161,6 +173,21 @@ int source_get(struct source *s, const struct crimg_task *task, uint64_t img_add
 	       uint64_t *run)
 {
 	return get(s, task, img_addr, nr, data, run, true);
+}
+
+int source_locate(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr, int *fd,
+		  uint64_t *off, uint64_t *run)
+{
+	const struct mapping *m = NULL;
+	struct crimg_loc loc;
+	int ret;
+
+	ret = locate(s, task, img_addr, nr, &m, &loc, run);
+	if (ret)
+		return ret;
+	*fd = loc.fd;
+	*off = loc.off;
+	return 0;
 }
 
 int source_get_mapped(struct source *s, const struct crimg_task *task, uint64_t img_addr, uint64_t nr,

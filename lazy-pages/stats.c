@@ -144,12 +144,14 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 		fprintf(f,
 			"\n  \"loop\": {\"busy_poll_us\": %llu, \"polled_wakeups\": %llu, \"epoll_sleeps\": %llu, "
 			"\"profile_records\": %llu, \"profile_skipped_records\": %llu, \"recorded_records\": %llu, "
-			"\"prefetch_done_ms\": %.3f, \"copy_threads\": %llu, \"copy_thread_bytes\": %llu},",
+			"\"prefetch_done_ms\": %.3f, \"copy_threads\": %llu, \"copy_thread_bytes\": %llu, "
+			"\"copy_thread_prefetch_bytes\": %llu},",
 			(unsigned long long)loop_st->busy_poll_us, (unsigned long long)loop_st->polled_wakeups,
 			(unsigned long long)loop_st->epoll_sleeps, (unsigned long long)loop_st->profile_records,
 			(unsigned long long)loop_st->profile_skipped_records,
 			(unsigned long long)loop_st->recorded_records, loop_st->prefetch_done_ms,
-			(unsigned long long)loop_st->copy_threads, (unsigned long long)loop_st->copy_thread_bytes);
+			(unsigned long long)loop_st->copy_threads, (unsigned long long)loop_st->copy_thread_bytes,
+			(unsigned long long)loop_st->copy_thread_prefetch_bytes);
 	if (remote_st)
 		fprintf(f,
 			"\n  \"remote\": {\"requests\": %llu, \"urgent_requests\": %llu, \"pages\": %llu, "

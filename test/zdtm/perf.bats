@@ -69,7 +69,7 @@ perf_restore_again() {
 }
 
 @test "perf ours: a profile recorded on one restore is prefetched on the next, byte-exact" {
-	local prof=$ZDTM_DIR/access.prof size nr hits misses pf prefetched skipped
+	local prof=$ZDTM_DIR/access.prof size nr hits misses pf prefetched skipped thread
 
 	ZDTM_DAEMON_ARGS=(--record-profile "$prof")
 	zdtm_run_lazy ours anon --size 16M --check-order random
@@ -90,9 +90,15 @@ perf_restore_again() {
 	printf "$(printf '\\x%02x' $((nr & 255)) $((nr >> 8 & 255)) $((nr >> 16 & 255)))" |
 		dd of="$prof" bs=1 seek=24 conv=notrunc status=none
 
-	ZDTM_DAEMON_ARGS=(--prefetch-profile "$prof")
+	# Both CPUs on the profile: the copy thread takes batches from its front.
+	ZDTM_DAEMON_ARGS=(--prefetch-profile "$prof" --copy-threads 1)
 	perf_restore_again
 	cat "$ZDTM_STATS"
+	thread=$(perf_num copy_thread_prefetch_bytes)
+	echo "copy thread: $thread bytes of $(perf_sum prefetch) prefetch bytes"
+	[ "$thread" -gt 0 ]
+	[ "$thread" -le "$(perf_sum prefetch)" ]
+	[ "$thread" -le "$(perf_num copy_thread_bytes)" ]
 	prefetched=$(perf_sum pages_prefetch)
 	hits=$(perf_sum hits)
 	misses=$(perf_sum misses)
@@ -107,6 +113,14 @@ perf_restore_again() {
 	[ "$(perf_num profile_skipped_records)" = 1 ]
 	grep -q "pages of task 1 are not lazy memory of this dump; skipped" "$ZDTM_WORK/lazy.log"
 	perf_check_stats
+
+	# The loop alone.
+	ZDTM_DAEMON_ARGS=(--prefetch-profile "$prof" --copy-threads 0)
+	perf_restore_again
+	perf_check_stats
+	[ "$(perf_num copy_thread_prefetch_bytes)" = 0 ]
+	[ "$(perf_sum pages_prefetch)" -gt 0 ]
+	[ "$(perf_sum hits)" = "$(perf_sum pages_prefetch)" ]
 }
 
 # perf_refused FILE REGEX: the daemon refuses --prefetch-profile FILE on ZDTM_IMG before
