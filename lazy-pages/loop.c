@@ -102,6 +102,8 @@ struct daemon {
 	/* The pieces of the prefetch batches with the copy thread (at most COPIER_DEPTH). */
 	struct copier_piece pf_pool[COPIER_DEPTH][COPIER_BATCH_PAGES];
 	bool pf_pool_busy[COPIER_DEPTH];
+	size_t pf_pool_pos[COPIER_DEPTH]; /* where in its task's profile each batch began */
+	uint64_t pf_pool_off[COPIER_DEPTH];
 	struct profile *rec; /* --record-profile */
 	bool rec_full;
 	struct loop_stats ls;
@@ -755,15 +757,17 @@ static void prefetch_advance(struct daemon *d, struct lazy_task *t, uint64_t n)
  */
 static bool prefetch_batch(struct daemon *d, struct lazy_task *t, struct copier_job *j)
 {
-	struct copier_piece *pc = NULL;
+	struct copier_piece *pc;
 	uint64_t pages = 0;
-	size_t np = 0, i;
+	size_t np = 0, slot;
 
-	for (i = 0; i < COPIER_DEPTH && !pc; i++)
-		if (!d->pf_pool_busy[i])
-			pc = d->pf_pool[i];
-	if (!pc)
+	for (slot = 0; slot < COPIER_DEPTH && d->pf_pool_busy[slot]; slot++)
+		;
+	if (slot == COPIER_DEPTH)
 		return false;
+	pc = d->pf_pool[slot];
+	d->pf_pool_pos[slot] = t->pf_pos;
+	d->pf_pool_off[slot] = t->pf_off;
 	while (t->pf_pos < t->pf_nr && pages < COPIER_BATCH_PAGES) {
 		const struct profile_rec *rec = t->pf[t->pf_pos];
 		uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, k, max, off;
@@ -813,9 +817,22 @@ static bool prefetch_batch(struct daemon *d, struct lazy_task *t, struct copier_
 	return true;
 }
 
-static void pf_pool_put(struct daemon *d, const struct copier_piece *pc)
+/*
+ * Batch PC is back. Cut short (a layout change, pending events, VMAs not all registered
+ * yet), it gives its place back: T's prefetch goes on from where the batch began, and
+ * passes over what is in by now at the cost of a bitmap test a page.
+ */
+static void pf_pool_put(struct daemon *d, struct lazy_task *t, const struct copier_piece *pc, bool short_cut)
 {
-	d->pf_pool_busy[(pc - d->pf_pool[0]) / COPIER_BATCH_PAGES] = false;
+	size_t i = (pc - d->pf_pool[0]) / COPIER_BATCH_PAGES;
+
+	d->pf_pool_busy[i] = false;
+	if (!short_cut || !t || t->done)
+		return;
+	if (d->pf_pool_pos[i] < t->pf_pos || (d->pf_pool_pos[i] == t->pf_pos && d->pf_pool_off[i] < t->pf_off)) {
+		t->pf_pos = d->pf_pool_pos[i];
+		t->pf_off = d->pf_pool_off[i];
+	}
 }
 
 /*
@@ -1485,7 +1502,7 @@ static void reap_jobs(struct daemon *d)
 			if (d->tasks[i] == j.owner)
 				t = d->tasks[i];
 		if (j.pieces) {
-			pf_pool_put(d, j.pieces);
+			pf_pool_put(d, t, j.pieces, j.through < j.len && j.res != UFFD_GONE && j.res != UFFD_FAILED);
 			if (t)
 				t->pf_jobs--;
 		}
