@@ -9,6 +9,10 @@
 #   eager        criu restore
 #   criu-local   criu lazy-pages -D images, criu restore --lazy-pages
 #   ours-local   lazy-uffd daemon -D images, criu restore --lazy-pages
+#   ours-profile the same with --prefetch-profile (pattern hot only): the profile is
+#                recorded once per size (--record-profile, an unmeasured restore of
+#                the same pattern) and cut to its first hot-set-size records, the
+#                working set, as a snapshot platform would record it
 #   criu-remote  criu page-server --lazy-pages on the images in the source network
 #                namespace; criu lazy-pages --page-server in the destination's
 #   ours-remote  lazy-uffd page-server on the images in the source namespace;
@@ -21,12 +25,12 @@
 # the gap, from the workload's own clock).
 #
 # Environment: BENCH_SIZES ("256M 1G", "256M 1G 4G" with BENCH_BIG=1), BENCH_PATTERNS
-# ("seq random hot"), BENCH_CONFIGS (all five), BENCH_REPS (3), BENCH_SLOW (60: a case
+# ("seq random hot"), BENCH_CONFIGS (all six), BENCH_REPS (3), BENCH_SLOW (60: a case
 # whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
 # (900: seconds any one step may take before the run counts as broken), BENCH_OUT
 # (build/bench), BENCH_WORKLOAD_ARGS (more workload options: "--selftest-corrupt flip:77"
 # shows that a wrong page fails the run), BENCH_OURS_ARGS (options added to our daemon's
-# in ours-local runs: "--busy-poll 0"). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
+# in ours-local, ours-profile and ours-remote runs: "--busy-poll 0"). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
 #
 # Exit status 0 when every run restored and every page was right, however slow; 1 with
 # the case and the reason otherwise (its files stay in BENCH_OUT/run).
@@ -53,7 +57,7 @@ else
 	SIZES=${BENCH_SIZES:-256M 1G}
 fi
 PATTERNS=${BENCH_PATTERNS:-seq random hot}
-CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local criu-remote ours-remote}
+CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local ours-profile criu-remote ours-remote}
 REPS=${BENCH_REPS:-3}
 SLOW=${BENCH_SLOW:-60}
 TIMEOUT=${BENCH_TIMEOUT:-900}
@@ -82,8 +86,8 @@ usage_check() {
 		[[ $w =~ ^(seq|random|hot)$ ]] || die "BENCH_PATTERNS: '$w' is not seq, random or hot"
 	done
 	for w in $CONFIGS; do
-		[[ $w =~ ^(eager|criu-local|ours-local|criu-remote|ours-remote)$ ]] ||
-			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, criu-remote or ours-remote"
+		[[ $w =~ ^(eager|criu-local|ours-local|ours-profile|criu-remote|ours-remote)$ ]] ||
+			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, ours-profile, criu-remote or ours-remote"
 	done
 	for w in $SIZES; do
 		[[ $w =~ ^[0-9]+[MG]$ ]] || die "BENCH_SIZES: '$w' is not like 256M or 1G"
@@ -136,6 +140,7 @@ setup_size() {
 	ZDTM_SRC_NS=("${keep_src[@]}")
 	ZDTM_DST_NS=("${keep_dst[@]}")
 	GO=$ZDTM_DIR/go
+	PROFILE=$ZDTM_DIR/hot.prof
 	echo "bench: $size: starting the workload and dumping it"
 	# shellcheck disable=SC2086 # BENCH_WORKLOAD_ARGS: words, for the checker's self-test
 	zdtm_start "$BIN/workload" --size "$size" --go "$GO" --cpu "$CPU_WORK" --settle ${BENCH_WORKLOAD_ARGS:-} ||
@@ -169,6 +174,7 @@ run_case() {
 	reset_run
 	rm -f "$res"
 	case $config in
+	ours-profile | ours-record) daemon=ours ;;
 	*-local | *-remote) daemon=${config%-*} ;;
 	esac
 	[[ $config == *-remote ]] && remote=1
@@ -187,6 +193,8 @@ run_case() {
 			ZDTM_DAEMON_WRAP=(taskset -c "$CPU_DAEMON,$CPU_WORK" "$BIN/rusage" -o "$dt" --)
 			# shellcheck disable=SC2206 # words, as on a command line
 			ZDTM_DAEMON_ARGS=(--loop-cpu "$CPU_DAEMON" ${BENCH_OURS_ARGS:-})
+			[ "$config" = ours-record ] && ZDTM_DAEMON_ARGS+=(--record-profile "$PROFILE")
+			[ "$config" = ours-profile ] && ZDTM_DAEMON_ARGS+=(--prefetch-profile "$PROFILE")
 		fi
 	fi
 	local dst_ns=("${ZDTM_DST_NS_REMOTE[@]}")
@@ -237,6 +245,8 @@ run_case() {
 		ZDTM_DST_NS=()
 	fi
 
+	# A recording restore is not measured.
+	[ "$config" = ours-record ] && return 0
 	# One CSV line: every figure of this rep.
 	local restore_s pop_s rss= cpu= st_rss= st_cpu= end
 	restore_s=$(kv "$rt" wall_s)
@@ -268,6 +278,26 @@ run_case() {
 	printf 'bench: [%d/%d] %-5s %-6s %-11s rep %d: restore %5.0f ms, first-touch pass %6.2f s, populated in %6.2f s (%s GB/s)%s\n' \
 		"$DONE" "$TOTAL" "$size" "$pattern" "$config" "$rep" "$(awk -v r="$restore_s" 'BEGIN { print r * 1000 }')" \
 		"$f" "$pop_s" "$gbs" "${rss:+, daemon $rss MiB $cpu s CPU}"
+}
+
+# record_profile SIZE: record the hot pattern's profile for ours-profile, then keep its
+# first hot-set-size records (the startup faults come first, so a few more) as the
+# working set: the file's record count (u64 at offset 24) and length follow
+# lazy-pages/profile.h.
+record_profile() {
+	local size=$1 nr keep
+	echo "bench: $size: recording the hot pattern's profile for ours-profile"
+	run_case "$size" hot ours-record 0
+	[ -s "$PROFILE" ] || die "$size: no profile was recorded at $PROFILE"
+	nr=$((($(stat -c %s "$PROFILE") - 32) / 16))
+	keep=$(($(mib "$size") * 256 / 10 + 64))
+	if ((nr > keep)); then
+		truncate -s $((32 + 16 * keep)) "$PROFILE" || die "$size: cutting the profile"
+		printf "$(printf '\\x%02x' $((keep & 255)) $((keep >> 8 & 255)) $((keep >> 16 & 255)) $((keep >> 24 & 255)))" |
+			dd of="$PROFILE" bs=1 seek=24 conv=notrunc status=none || die "$size: cutting the profile"
+		nr=$keep
+	fi
+	echo "bench: $size: profile of $nr records"
 }
 
 # report: the table of medians, the ratios and the summary CSV, from the CSV and floor.
@@ -324,6 +354,15 @@ report() {
 			printf "%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
 				ratio(m[o, 5], m[c, 5]), ratio(m[o, 16], m[c, 16]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
 				ratio(m[o, 21], m[c, 21]), ratio(m[o, 10], m[c, 10]), ratio(m[o, 11], m[c, 11]), ratio(m[o, 12], m[c, 12]), ratio(m[o, 13], m[c, 13])
+		}
+		hdr = "\nthe hot set with a recorded profile (ours-profile) against eager restore, hot column:"
+		for (s = 1; s <= ns; s++) {
+			o = sizes[s] SUBSEP "hot" SUBSEP "ours-profile"; c = sizes[s] SUBSEP "hot" SUBSEP "eager"
+			l = sizes[s] SUBSEP "hot" SUBSEP "ours-local"
+			if (!(o in cnt) || !(c in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
+			printf "  %-5s %s s against %s s: %s x eager (without the profile: %s x)\n", sizes[s],
+				fmt(m[o, 7], "%.3f"), fmt(m[c, 7], "%.3f"), ratio(m[o, 7], m[c, 7]), (l in cnt) ? ratio(m[l, 7], m[c, 7]) : "-"
 		}
 		hdr = sprintf("\nours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked," \
 			" %s us busy-polling):", f2m, frt, frts)
@@ -383,6 +422,10 @@ ZDTM_DST_NS=()
 
 nsz=$(wc -w <<<"$SIZES") npat=$(wc -w <<<"$PATTERNS") ncfg=$(wc -w <<<"$CONFIGS")
 TOTAL=$((nsz * npat * ncfg * REPS))
+# ours-profile runs with the hot pattern only.
+if [[ " $CONFIGS " == *" ours-profile "* ]]; then
+	TOTAL=$((TOTAL - nsz * (npat - $([[ " $PATTERNS " == *" hot "* ]] && echo 1 || echo 0)) * REPS))
+fi
 DONE=0
 declare -A took
 for size in $SIZES; do
@@ -390,12 +433,14 @@ for size in $SIZES; do
 	for ((rep = 1; rep <= REPS; rep++)); do
 		for pattern in $PATTERNS; do
 			for config in $CONFIGS; do
+				[ "$config" = ours-profile ] && [ "$pattern" != hot ] && continue
 				DONE=$((DONE + 1))
 				key="$size $pattern $config"
 				if ((rep > 1)) && ((${took[$key]:-0} > SLOW)); then
 					echo "bench: [$DONE/$TOTAL] $key rep $rep: skipped (rep 1 took ${took[$key]} s > BENCH_SLOW=$SLOW)"
 					continue
 				fi
+				[ "$config" = ours-profile ] && [ ! -s "$PROFILE" ] && record_profile "$size"
 				t0=$(date +%s)
 				run_case "$size" "$pattern" "$config" "$rep"
 				((rep == 1)) && took[$key]=$(($(date +%s) - t0))
