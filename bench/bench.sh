@@ -275,7 +275,7 @@ run_case() {
 			rss, cpu, corrupt, first, (go - rend) * 1e6, srss, scpu, cpus, waits, wmed }')
 	echo "$line" >>"$CSV"
 	IFS=, read -r _ _ _ _ restore_s f _ _ _ pop_s gbs _ <<<"$line"
-	printf 'bench: [%d/%d] %-5s %-6s %-11s rep %d: restore %5.0f ms, first-touch pass %6.2f s, populated in %6.2f s (%s GB/s)%s\n' \
+	printf 'bench: [%d/%d] %-5s %-6s %-12s rep %d: restore %5.0f ms, first-touch pass %6.2f s, populated in %6.2f s (%s GB/s)%s\n' \
 		"$DONE" "$TOTAL" "$size" "$pattern" "$config" "$rep" "$(awk -v r="$restore_s" 'BEGIN { print r * 1000 }')" \
 		"$f" "$pop_s" "$gbs" "${rss:+, daemon $rss MiB $cpu s CPU}"
 }
@@ -326,14 +326,14 @@ report() {
 	}
 	END {
 		print "size,pattern,config,reps,restore_s,go_delay_us,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s" > summary
-		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
+		printf "%-5s %-6s %-12s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
 			"restore", "start", "pass", "hot", "lat med", "lat p99", "waits", "wait med", "populate", "GB/s", "RSS", "CPU", "corrupt"
-		printf "%-5s %-6s %-11s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
+		printf "%-5s %-6s %-12s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
 			"ms", "ms", "s", "s", "us", "us", "", "us", "s", "", "MiB", "s", "pages"
 		for (k = 1; k <= nk; k++) {
 			key = order[k]; split(key, p, SUBSEP)
 			for (c = 5; c <= 21; c++) m[key, c] = med(key, c)
-			printf "%-5s %-6s %-11s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
+			printf "%-5s %-6s %-12s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
 				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
 				fmt(m[key, 8], "%.1f"), fmt(m[key, 9], "%.1f"), fmt(m[key, 20], "%d"),
 				m[key, 20] + 0 ? fmt(m[key, 21], "%.1f") : "-", fmt(m[key, 10], "%.3f"), fmt(m[key, 11], "%.2f"),
