@@ -2,7 +2,7 @@
 #
 # fuzz-image-T: the image reader, the input replacing one file T of the real dump in
 # fuzz/base. fuzz-ps-server: our page server's session, the input being what a client
-# sends. `make fuzz` builds them with clang (-fsanitize=fuzzer,address,undefined) in
+# sends. fuzz-profile: the --prefetch-profile reader, the input being the file. `make fuzz` builds them with clang (-fsanitize=fuzzer,address,undefined) in
 # build/fuzz and runs each for FUZZ_TIME seconds or FUZZ_RUNS executions (fuzz/run.sh); seeds are in
 # fuzz/corpus/T, inputs that once crashed in fuzz/regress/T. The ordinary build makes
 # replay-T (the same target, fed files by fuzz/replay.c), which `make check` and
@@ -41,12 +41,26 @@ $(O)/fuzz/fuzz-ps-server: fuzz/fuzz_ps_server.c lazy-pages/page_server.c $(FUZZ_
 	$(CC) $(XCFLAGS) -MF $@.d $(FUZZ_PS_DEFS) -fsanitize=fuzzer $(XLDFLAGS) -pthread -o $@ fuzz/fuzz_ps_server.c \
 		$(FUZZ_PS_OBJS) $(LIBCRIMG) $(PROTOBUF_LIBS) $(GNUTLS_LIBS)
 
+# profile: the --prefetch-profile reader (profile.c), against the dump in fuzz/base.
+FUZZ_PROFILE_OBJS := $(O)/obj/lazy-pages/profile.o
+TEST_PROGS += $(O)/fuzz/replay-profile
+
+$(O)/fuzz/replay-profile: fuzz/fuzz_profile.c fuzz/replay.c $(FUZZ_PROFILE_OBJS) $(LIBCRIMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) -MF $@.d $(FUZZ_PS_DEFS) $(XLDFLAGS) -o $@ fuzz/fuzz_profile.c fuzz/replay.c \
+		$(FUZZ_PROFILE_OBJS) $(LIBCRIMG) $(PROTOBUF_LIBS)
+
+$(O)/fuzz/fuzz-profile: fuzz/fuzz_profile.c $(FUZZ_PROFILE_OBJS) $(LIBCRIMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) -MF $@.d $(FUZZ_PS_DEFS) -fsanitize=fuzzer $(XLDFLAGS) -o $@ fuzz/fuzz_profile.c \
+		$(FUZZ_PROFILE_OBJS) $(LIBCRIMG) $(PROTOBUF_LIBS)
+
 .PHONY: fuzz fuzz-build
-fuzz-build: $(patsubst %,$(O)/fuzz/fuzz-image-%,$(FUZZ_IMAGE_NAMES)) $(O)/fuzz/fuzz-ps-server
+fuzz-build: $(patsubst %,$(O)/fuzz/fuzz-image-%,$(FUZZ_IMAGE_NAMES)) $(O)/fuzz/fuzz-ps-server $(O)/fuzz/fuzz-profile
 
 FUZZ_TIME ?= 60
 FUZZ_RUNS ?=
 export FUZZ_RUNS
 fuzz:
 	@$(MAKE) --no-print-directory O=build/fuzz SAN=fuzz CC=clang fuzz-build
-	fuzz/run.sh build/fuzz $(FUZZ_TIME) $(addprefix image-,$(FUZZ_IMAGE_NAMES)) ps-server
+	fuzz/run.sh build/fuzz $(FUZZ_TIME) $(addprefix image-,$(FUZZ_IMAGE_NAMES)) ps-server profile

@@ -38,3 +38,7 @@ replay() {
 @test "fuzz replay: page-server request streams, seeds and regressions" {
 	replay ps-server
 }
+
+@test "fuzz replay: access profiles, seeds and regressions" {
+	replay profile
+}
