@@ -61,9 +61,16 @@ static void set_idle(struct copier *c, bool idle)
 		sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &sp);
 }
 
+static bool job_wants(const struct copier_job *j, uint64_t off)
+{
+	uint64_t i = off >> PAGE_SHIFT;
+
+	return j->want[i / 64] >> (i % 64) & 1;
+}
+
 /*
- * Copy one job's run: piece by piece, each under io_lock, until done or cancelled. The
- * results go to R, not to the job, which the loop may read meanwhile.
+ * Copy one job's run: its wanted pages piece by piece, each under io_lock, until done or
+ * cancelled. The results go to R, not to the job, which the loop may read meanwhile.
  */
 static void run_job(struct copier *c, struct slot *s, struct copier_job *r)
 {
@@ -73,9 +80,17 @@ static void run_job(struct copier *c, struct slot *s, struct copier_job *r)
 
 	r->res = UFFD_OK;
 	while (r->through < j->len) {
-		uint64_t left = j->len - r->through, n = left < limit ? left : limit, done = 0;
+		uint64_t left = 0, n, done = 0;
 		enum uffd_res res;
 		int err = 0;
+
+		if (!job_wants(j, r->through)) {
+			r->through += PAGE_SZ;
+			continue;
+		}
+		while (left < limit && r->through + left < j->len && job_wants(j, r->through + left))
+			left += PAGE_SZ;
+		n = left;
 
 		/*
 		 * SCHED_IDLE between pieces: a program woken on this CPU takes it at once,
@@ -313,6 +328,8 @@ int copier_submit(struct copier *c, const struct copier_job *j)
 	int ret = -EBUSY;
 	size_t i;
 
+	if (!j->pieces && j->len > COPIER_SPAN_PAGES * PAGE_SZ)
+		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < COPIER_DEPTH; i++) {
 		struct slot *s = &c->slots[i];

@@ -166,6 +166,12 @@ static inline bool range_page_pending(const struct lazy_range *r, uint64_t idx)
 uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t max);
 /* First pending page of R at or after IDX, or r->nr_pages. */
 uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx);
+/*
+ * From IDX through the last pending page before IDX + MAX: a span whose pages copied
+ * already are passed over, so that a range pitted by a prefetch or by faults is still
+ * populated in large steps rather than one small run at a time.
+ */
+uint64_t range_pending_span(const struct lazy_range *r, uint64_t idx, uint64_t max);
 
 /* ---- source_local.c: page data from the image's pages files ---- */
 
@@ -208,12 +214,19 @@ struct copier_piece {
 };
 
 #define COPIER_BATCH_PAGES 64 /* pages in one prefetch job, at most */
+#define COPIER_SPAN_PAGES  512 /* pages in one background job, at most */
 
 struct copier_job {
 	const void *owner; /* the loop's task; compared, never used */
 	int uffd;
 	uint64_t dst, img; /* a run: where it goes now, and its dump-time address */
 	const void *src;   /* a run: from source_get_mapped */
+	/*
+	 * A run's pages to copy: bit i for page i. The others are done (a fault's or the
+	 * prefetch's copy) and no ioctl goes to them: a present page would cost a refused
+	 * copy each, and a page done but no longer present must not get old data.
+	 */
+	uint64_t want[COPIER_SPAN_PAGES / 64];
 	/*
 	 * Or scattered pieces (a prefetch batch, up to COPIER_BATCH_PAGES pages), which the
 	 * thread reads from their files and copies without waking anyone; one UFFDIO_WAKE

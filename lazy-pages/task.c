@@ -350,6 +350,17 @@ uint64_t range_pending_run(const struct lazy_range *r, uint64_t idx, uint64_t ma
 	return n < max ? n : max;
 }
 
+uint64_t range_pending_span(const struct lazy_range *r, uint64_t idx, uint64_t max)
+{
+	uint64_t end = max < r->nr_pages - idx ? idx + max : r->nr_pages, last = idx, k = idx;
+
+	while ((k = range_next_pending(r, k)) < end) {
+		k += range_pending_run(r, k, end - k);
+		last = k;
+	}
+	return last - idx;
+}
+
 uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx)
 {
 	while (idx < r->nr_pages) {

@@ -132,8 +132,16 @@ static void test_runs(void)
 	CHECK_EQ(range_pending_run(r, 70, 100), 0);
 	CHECK_EQ(range_next_pending(r, 70), 130);
 	CHECK_EQ(range_pending_run(r, 130, 1000), 170);
+	/* A span passes over done pages and ends at its last pending page. */
+	CHECK_EQ(range_pending_span(r, 60, 100), 100);
+	CHECK_EQ(range_pending_span(r, 60, 70), 10); /* [70, 130) done: ends at 69 */
+	CHECK_EQ(range_pending_span(r, 60, 71), 71);
+	CHECK_EQ(range_pending_span(r, 250, 1000), 50); /* ends at the range's end */
+	task_mark_done(&t, r, 280, 20);
+	CHECK_EQ(range_pending_span(r, 250, 1000), 30);
+	CHECK_EQ(range_pending_span(r, 279, 1), 1);
 	task_mark_done(&t, r, 70, 60); /* twice: counts must not go down again */
-	CHECK_EQ(t.nr_pending, 240);
+	CHECK_EQ(t.nr_pending, 220);
 	task_mark_done(&t, r, 0, 300);
 	CHECK_EQ(range_next_pending(r, 0), 300);
 	CHECK_EQ(t.nr_pending, 0);
