@@ -39,8 +39,8 @@
 /*
  * A background span with several runs (pitted by faults or a prefetch) looks for events
  * after this much: 512 KiB, ~125 us. Checking every 128 KiB kept the wait median (1G
- * random: 95 us) but cost the pass a quarter (0.34 -> 0.43 s); never checking made each
- * waiting fault wait out most of a 2 MiB span (median 550-610 us) for no faster pass.
+ * random: 95 us) but cost the pass a quarter (0.34 -> 0.43 s); every 1 MiB or never made
+ * a waiting fault wait out most of a span (median 550-610 us) for a pass ~10% shorter.
  */
 #define SPAN_CHECK_PAGES 128
 /* How long after the finish word background chunks stay that small. */
