@@ -243,16 +243,6 @@ zdtm_remote_again() {
 	ZDTM_SRCIMG=$ZDTM_DIR/img
 }
 
-# zdtm_remote_criu_eagain: CRIU's lazy-pages client sends its requests on a non-blocking
-# socket and gives up when send() says EAGAIN ("Can't send PSI 7 to server: Resource
-# temporarily unavailable"), which happens when it queues requests faster than a
-# server that is busy sending an answer reads them (seen once in ~250 runs, CRIU 4.2,
-# our page server, 41 tasks). Its bug, with any server: such an attempt proves nothing.
-zdtm_remote_criu_eagain() {
-	[ "$ZDTM_DAEMON" = criu ] &&
-		grep -qE "Can't send PSI [0-9]+ to server: Resource temporarily unavailable" "$ZDTM_WORK/lazy.log" 2>/dev/null
-}
-
 # zdtm_remote_run MODE PROG [ARGS...]
 # As with zdtm_run_lazy, a run whose --expect-lazy probes found their memory already
 # there (the background transfer won the race on a busy machine) proves nothing either
@@ -276,8 +266,8 @@ zdtm_remote_run() {
 		fi
 		zdtm_remote_restore "$daemon" || { zdtm_remote_diag; return 1; }
 		if ! { zdtm_stop && zdtm_expect_pass && zdtm_lazy_wait && zdtm_lazy_check_daemon; }; then
-			if zdtm_remote_criu_eagain && ((n < ${ZDTM_LAZY_ATTEMPTS:-3})); then
-				echo "zdtm: attempt $n: criu lazy-pages gave up on EAGAIN from its own send(); again"
+			if zdtm_criu_lost_race && ((n < ${ZDTM_LAZY_ATTEMPTS:-3})); then
+				echo "zdtm: attempt $n: $ZDTM_CRIU_RACE; again"
 				zdtm_remote_again
 				continue
 			fi
