@@ -45,7 +45,6 @@ enum uffd_res uffd_copy_mode(int uffd, uint64_t dst, const void *src, uint64_t l
 			     int *err);
 enum uffd_res uffd_zero(int uffd, uint64_t dst, uint64_t len, uint64_t *done, int *err);
 enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err);
-enum uffd_res uffd_unregister(int uffd, uint64_t start, uint64_t len, int *err);
 /* Read up to N messages without blocking: count (0 when none), or -errno. */
 int uffd_read_msgs(int uffd, struct uffd_msg *msgs, int n);
 

@@ -85,19 +85,6 @@ enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err)
 	return classify(errno);
 }
 
-enum uffd_res uffd_unregister(int uffd, uint64_t start, uint64_t len, int *err)
-{
-	struct uffdio_range r = { .start = start, .len = len };
-
-	if (ioctl(uffd, UFFDIO_UNREGISTER, &r) == 0)
-		return UFFD_OK;
-	*err = errno;
-	/* The mm is gone: unregistering has nothing left to do. */
-	if (errno == ENOMEM)
-		return UFFD_GONE;
-	return classify(errno);
-}
-
 int uffd_read_msgs(int uffd, struct uffd_msg *msgs, int n)
 {
 	ssize_t r = read(uffd, msgs, sizeof(*msgs) * n);
