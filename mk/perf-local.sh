@@ -9,7 +9,9 @@
 #        eager-seq, eager-hot   the same passes after an eager restore, for comparison
 #   AFTER=1: the pass starts once the daemon has exited (memory complete), to tell the
 #   pass's own cost from what the population running beside it costs it.
-#   PIN=1: the restored program on CPU 0, the daemon on CPU 1 (as `make bench` runs them).
+#   PIN=1: the restored program on CPU 0, the daemon on CPU 1 (one CPU: no copy thread).
+#   PIN=bench: as `make bench` runs ours: the program on CPU 0, the daemon on both with
+#   its loop on CPU 1 (--loop-cpu 1 is added), so its copy thread runs on either.
 #   WRAP="perf record -g -o F --": words put before the daemon's command (perf, strace).
 #   SIZE=MiB (1024), HOT=pages, DAEMON=ours (BUILD/lazy-uffd daemon) or criu (criu
 #   lazy-pages; no --stats, so only the wall time). Needs root and `make test-tools`.
@@ -30,13 +32,17 @@ mode=${3:?mode} runs=${4:?runs}
 shift 4
 size=${SIZE:-1024} hot=${HOT:-16384} daemon=${DAEMON:-ours}
 on_prog=() on_daemon=()
-if [ "${PIN:-0}" = 1 ]; then
-	on_prog=(taskset -c 0) on_daemon=(taskset -c 1)
-fi
+case ${PIN:-0} in
+1) on_prog=(taskset -c 0) on_daemon=(taskset -c 1) ;;
+bench)
+	on_prog=(taskset -c 0) on_daemon=(taskset -c "1,0")
+	[ "$daemon" = ours ] && set -- --loop-cpu 1 "$@"
+	;;
+esac
 # shellcheck disable=SC2206 # word splitting wanted
 on_daemon+=(${WRAP:-})
 prog=$build/test/tools/touchbench lazy=$build/lazy-uffd
-dir=$build/perf img=$build/perf/img-$size w=$build/perf/work
+img=$build/perf/img-$size w=$build/perf/work
 pids=()
 
 die() { printf 'perf-local: %s\n' "$*" >&2; exit 1; }
