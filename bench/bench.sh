@@ -258,7 +258,7 @@ run_case() {
 	# A recording restore is not measured.
 	[ "$config" = ours-record ] && return 0
 	# One CSV line: every figure of this rep.
-	local restore_s pop_s rss= cpu= st_rss= st_cpu= end
+	local restore_s pop_s rss= cpu= st_rss= st_cpu= st_ugbs= end
 	restore_s=$(kv "$rt" wall_s)
 	if [ -n "$daemon" ]; then
 		end=$(kv "$dt" end_mono)
@@ -272,6 +272,9 @@ run_case() {
 		f=$(json "$ZDTM_STATS" daemon_max_rss_kib)
 		[ -n "$f" ] && st_rss=$(awk -v k="$f" 'BEGIN { printf "%.1f", k / 1024 }')
 		st_cpu=$(json "$ZDTM_STATS" daemon_cpu_seconds)
+		st_ugbs=$(json "$ZDTM_STATS" gbytes_per_second_from_uffd)
+		mkdir -p "$OUT/stats"
+		cp "$ZDTM_STATS" "$OUT/stats/$size-$pattern-$config-$rep.json"
 	fi
 	local line
 	line=$(awk -v size="$size" -v mib="$(mib "$size")" -v pattern="$pattern" -v config="$config" -v rep="$rep" \
@@ -280,9 +283,10 @@ run_case() {
 		-v rss="$rss" -v cpu="$cpu" -v corrupt="$(kv "$res" corrupt)" -v first="$(kv "$res" first_corrupt)" \
 		-v go="$(kv "$res" go_real)" -v rend="$(kv "$rt" end_real)" -v srss="$st_rss" -v scpu="$st_cpu" \
 		-v cpus="$(kv "$res" cpus_at_go)" -v waits="$(kv "$res" waits)" -v wmed="$(kv "$res" wait_median_us)" \
-		'BEGIN { printf "%s,%s,%s,%d,%.6f,%.6f,%.6f,%.3f,%.3f,%.6f,%.3f,%s,%s,%d,%d,%.1f,%s,%s,%s,%d,%.3f\n",
+		-v ugbs="$st_ugbs" \
+		'BEGIN { printf "%s,%s,%s,%d,%.6f,%.6f,%.6f,%.3f,%.3f,%.6f,%.3f,%s,%s,%d,%d,%.1f,%s,%s,%s,%d,%.3f,%s\n",
 			size, pattern, config, rep, restore, pass, hot, med, p99, pop, mib * 1048576 / pop / 1e9,
-			rss, cpu, corrupt, first, (go - rend) * 1e6, srss, scpu, cpus, waits, wmed }')
+			rss, cpu, corrupt, first, (go - rend) * 1e6, srss, scpu, cpus, waits, wmed, ugbs }')
 	echo "$line" >>"$CSV"
 	IFS=, read -r _ _ _ _ restore_s f _ _ _ pop_s gbs _ <<<"$line"
 	printf 'bench: [%d/%d] %-5s %-6s %-12s rep %d: restore %5.0f ms, first-touch pass %6.2f s, populated in %6.2f s (%s GB/s)%s\n' \
@@ -344,29 +348,29 @@ report() {
 		key = $1 SUBSEP $2 SUBSEP $3
 		if (!(key in cnt)) { order[++nk] = key }
 		n = ++cnt[key]
-		for (c = 5; c <= 21; c++) val[key, n, c] = $c
+		for (c = 5; c <= 22; c++) val[key, n, c] = $c
 		bad[key] += $14
 		if (!($1 in seen_size)) { seen_size[$1] = 1; sizes[++ns] = $1 }
 		if (!($2 in seen_pat)) { seen_pat[$2] = 1; pats[++np] = $2 }
 	}
 	END {
-		print "size,pattern,config,reps,restore_s,go_delay_us,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s" > summary
+		print "size,pattern,config,reps,restore_s,go_delay_us,pass_s,hot_s,lat_median_us,lat_p99_us,waits,wait_median_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,stats_rss_mib,stats_cpu_s,stats_uffd_gbs" > summary
 		printf "%-5s %-6s %-12s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "size", "pattern", "config", "reps",
 			"restore", "start", "pass", "hot", "lat med", "lat p99", "waits", "wait med", "populate", "GB/s", "RSS", "CPU", "corrupt"
 		printf "%-5s %-6s %-12s %4s %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", "", "", "", "",
 			"ms", "ms", "s", "s", "us", "us", "", "us", "s", "", "MiB", "s", "pages"
 		for (k = 1; k <= nk; k++) {
 			key = order[k]; split(key, p, SUBSEP)
-			for (c = 5; c <= 21; c++) m[key, c] = med(key, c)
+			for (c = 5; c <= 22; c++) m[key, c] = med(key, c)
 			printf "%-5s %-6s %-12s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
 				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
 				fmt(m[key, 8], "%.1f"), fmt(m[key, 9], "%.1f"), fmt(m[key, 20], "%d"),
 				m[key, 20] + 0 ? fmt(m[key, 21], "%.1f") : "-", fmt(m[key, 10], "%.3f"), fmt(m[key, 11], "%.2f"),
 				fmt(m[key, 12], "%.1f"), fmt(m[key, 13], "%.2f"), bad[key]
-			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5],
+			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5],
 				m[key, 16], m[key, 6],
 				m[key, 7], m[key, 8], m[key, 9], m[key, 20], m[key, 21], m[key, 10], m[key, 11], m[key, 12], m[key, 13],
-				bad[key], m[key, 17], m[key, 18] > summary
+				bad[key], m[key, 17], m[key, 18], m[key, 22] > summary
 		}
 		hdr = sprintf("\nours/criu (median against median; below 1 is better for ours except GB/s):\n" \
 			"%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "start", "pass",
@@ -395,9 +399,9 @@ report() {
 			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-local"
 			if (!(o in cnt)) continue
 			if (hdr != "") { print hdr; hdr = "" }
-			printf "  %-5s %-6s  GB/s %s of the 2 MiB floor; wait median %s x the blocked round trip" \
-				" (lat med, all first touches: %s x)\n", sizes[s], pats[q], ratio(m[o, 11], f2m), ratio(m[o, 21], frt),
-				ratio(m[o, 8], frt)
+			printf "  %-5s %-6s  GB/s %s of the 2 MiB floor (%s from its first uffd); wait median %s x the blocked" \
+				" round trip (lat med, all first touches: %s x)\n", sizes[s], pats[q], ratio(m[o, 11], f2m),
+				ratio(m[o, 22], f2m), ratio(m[o, 21], frt), ratio(m[o, 8], frt)
 		}
 	}' "$CSV"
 	if [ -s "$GAVE_UP" ]; then
@@ -422,7 +426,7 @@ command -v taskset >/dev/null || die "taskset (util-linux) is missing"
 	die "fs.pipe-max-size is below 16 MiB (criu's lazy page server needs it): make deps sets it"
 
 trap on_exit EXIT
-rm -rf "$RUN"
+rm -rf "$RUN" "$OUT/stats"
 mkdir -p "$RUN"
 t_begin=$(date +%s)
 
@@ -442,7 +446,7 @@ echo "bench: floor: UFFDIO_COPY $(kv "$OUT/floor.txt" copy_4k_gbs) GB/s in 4 KiB
 	"fault round trip $(kv "$OUT/floor.txt" rt_poll_us) us (handler blocked, other CPU)," \
 	"$(kv "$OUT/floor.txt" rt_spin_us) us (busy-polling, other CPU), $(kv "$OUT/floor.txt" rt_same_us) us (same CPU)"
 
-echo "size,pattern,config,rep,restore_s,pass_s,hot_s,lat_median_us,lat_p99_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,first_corrupt,go_delay_us,stats_rss_mib,stats_cpu_s,cpus_at_go,waits,wait_median_us" >"$CSV"
+echo "size,pattern,config,rep,restore_s,pass_s,hot_s,lat_median_us,lat_p99_us,populate_s,gbs,daemon_rss_mib,daemon_cpu_s,corrupt,first_corrupt,go_delay_us,stats_rss_mib,stats_cpu_s,cpus_at_go,waits,wait_median_us,stats_uffd_gbs" >"$CSV"
 rm -f "$GAVE_UP"
 
 BATS_TEST_TMPDIR=$RUN

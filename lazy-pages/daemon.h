@@ -406,6 +406,12 @@ struct loop_stats {
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */
 void stats_set_remote(const struct remote_stats *rs);
-int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s);
+/*
+ * wall_s: from the daemon's start; populate_s: from the restore's finish word;
+ * from_uffd_s: from the first uffd handed over, when copying can begin (the span to
+ * set against the UFFDIO_COPY floor). Each ends when the last task is complete.
+ */
+int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s,
+		     double from_uffd_s);
 
 #endif

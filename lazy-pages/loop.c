@@ -115,7 +115,7 @@ struct daemon {
 	bool rec_full;
 	struct loop_stats ls;
 
-	struct timespec t_start, t_finish, t_complete;
+	struct timespec t_start, t_first_uffd, t_finish, t_complete;
 };
 
 static uint64_t now_ns(void)
@@ -1015,6 +1015,8 @@ static int handle_conn(struct daemon *d)
 	switch (m.kind) {
 	case HANDOFF_TASK:
 		d->nr_received++;
+		if (!d->nr_tasks)
+			clock_gettime(CLOCK_MONOTONIC, &d->t_first_uffd);
 		return on_task(d, &m);
 	case HANDOFF_ZOMBIE:
 		d->nr_received++;
@@ -1752,6 +1754,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	int ret, n, i, status = 1;
 
 	clock_gettime(CLOCK_MONOTONIC, &d.t_start);
+	d.t_first_uffd = d.t_start;
 	d.start_ns = now_ns();
 	d.nr_expected = crimg_nr_tasks(img);
 	d.ls.busy_poll_us = o->busy_poll_ns / 1000;
@@ -1947,7 +1950,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 	}
 	if (o->stats_file &&
 	    stats_write_json(o->stats_file, d.tasks, d.nr_tasks, elapsed(&d.t_start, &d.t_complete),
-			     elapsed(&d.t_finish, &d.t_complete)))
+			     elapsed(&d.t_finish, &d.t_complete), elapsed(&d.t_first_uffd, &d.t_complete)))
 		status = 1;
 out:
 	copier_stop(d.cp);

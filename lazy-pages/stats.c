@@ -92,7 +92,8 @@ static void write_hist(FILE *f, const struct fault_stats *st)
 	fputs("]", f);
 }
 
-int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s)
+int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s,
+		     double from_uffd_s)
 {
 	uint64_t bytes = 0;
 	struct rusage ru;
@@ -104,7 +105,10 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 		pr_err("--stats %s: %m", path);
 		return -errno;
 	}
-	fprintf(f, "{\n  \"wall_seconds\": %.6f,\n  \"populate_seconds\": %.6f,\n  \"tasks\": [", wall_s, populate_s);
+	fprintf(f,
+		"{\n  \"wall_seconds\": %.6f,\n  \"populate_seconds\": %.6f,\n  \"populate_from_uffd_seconds\": %.6f,\n"
+		"  \"tasks\": [",
+		wall_s, populate_s, from_uffd_s);
 	for (i = 0; i < nr; i++) {
 		struct lazy_task *t = tasks[i];
 		struct fault_stats *st = &t->st;
@@ -162,9 +166,10 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 			(unsigned long long)remote_st->reconnects, remote_st->urgent_channel ? "true" : "false",
 			remote_st->tls ? "true" : "false", (int)remote_st->layout);
 	fprintf(f,
-		"\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f,\n  \"daemon_max_rss_kib\": %ld,\n"
-		"  \"daemon_cpu_seconds\": %.3f\n}\n",
-		(unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0, ru.ru_maxrss,
+		"\n  \"bytes\": %llu,\n  \"gbytes_per_second\": %.3f,\n  \"gbytes_per_second_from_uffd\": %.3f,\n"
+		"  \"daemon_max_rss_kib\": %ld,\n  \"daemon_cpu_seconds\": %.3f\n}\n",
+		(unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0,
+		from_uffd_s > 0 ? bytes / from_uffd_s / 1e9 : 0.0, ru.ru_maxrss,
 		ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	if (fclose(f)) {
 		pr_err("--stats %s: %m", path);

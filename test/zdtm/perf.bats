@@ -26,8 +26,16 @@ perf_sum() {
 }
 
 # perf_check_stats: per task, the bytes by path add up to the bytes copied, the pages by
-# path to those bytes, and the faults by cause to the faults.
+# path to those bytes, and the faults by cause to the faults; the daemon's spans nest
+# (from the finish word <= from the first uffd <= from its start).
 perf_check_stats() {
+	awk -v wall="$(perf_num wall_seconds)" -v uffd="$(perf_num populate_from_uffd_seconds)" \
+		-v pop="$(perf_num populate_seconds)" 'BEGIN {
+		if (!(uffd > 0 && pop <= uffd && uffd <= wall)) {
+			printf "spans do not nest: populate %s, from uffd %s, wall %s\n", pop, uffd, wall
+			exit 1
+		}
+	}'
 	awk '
 	/"pid": / {
 		n = 0
