@@ -80,6 +80,9 @@ for ((r = 0; r < runs; r++)); do
 	# Warm cache, as make bench: the host evicts page cache unused for a minute, and a
 	# prefetch then reads scattered pages from disk (a 1.2 s pass instead of 35 ms).
 	cat "$img"/pages-*.img >/dev/null
+	# Memory left free for ~2 s goes back to the host and is ~4x slower to touch again
+	# (idle population swung between 2.7 and 7 GB/s without this).
+	[ -x "$build/bench/warm" ] && "$build/bench/warm" $((size + 64))
 	if [[ $mode == eager-* ]]; then
 		"${on_prog[@]}" "$CRIU" restore -d -D "$img" -W "$w" -o restore.log --pidfile "$w/rpid" >/dev/null 2>&1 ||
 			die "criu restore: see $w/restore.log"
