@@ -57,7 +57,7 @@ static void usage(FILE *out, const char *name)
 		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
 		"      --stats FILE       write what was served as JSON at exit\n"
 		"      --busy-poll USEC   after a fault, poll the uffds this long for the next one\n"
-		"                         instead of sleeping, copying in 128 KiB chunks between\n"
+		"                         instead of sleeping, copying in 32 KiB chunks between\n"
 		"                         polls (default %u; 0: never poll)\n"
 		"      --copy-threads N   threads that copy background chunks beside the loop, 0 or\n"
 		"                         1 (default: 1 when the daemon may run on more than one\n"

@@ -32,10 +32,10 @@
 #define MSGS_PER_READ	   64
 /*
  * While faults are arriving (the busy-poll window), background work goes on in chunks
- * this small (128 KiB, some tens of us) between polls: a fault then waits behind at most
+ * this small (32 KiB, some us) between polls: a fault then waits behind at most
  * one of them, and the population does not stop while a program faults its way through.
  */
-#define BG_POLL_CHUNK_PAGES 32
+#define BG_POLL_CHUNK_PAGES 8
 /*
  * A background span with several runs (pitted by faults or a prefetch) looks for events
  * after this much: 512 KiB, ~125 us. Checking every 128 KiB kept the wait median (1G
@@ -445,7 +445,17 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 		t->around = d->rec ? 1 : FAULT_AROUND_PAGES;
 	n = range_pending_run(r, k, t->around);
 	d->path = PATH_AROUND;
-	res = copy_pages(d, t, ri, k, n, &copied);
+	/*
+	 * The faulting page alone first, read and copied (its thread woken) before the rest
+	 * of the run is read: the thread waits for one page, not for the fault-around.
+	 */
+	res = copy_pages(d, t, ri, k, 1, &copied);
+	if (res == COPY_OK && n > 1) {
+		uint64_t more;
+
+		res = copy_pages(d, t, ri, k + 1, n - 1, &more);
+		copied += more;
+	}
 	if (res == COPY_RETRY && !copied)
 		t->st.faults_copied--; /* counted when it is retried */
 	if (copied) {
