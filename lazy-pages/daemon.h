@@ -327,6 +327,13 @@ void remote_release(struct remote *r, struct ps_req *q);
 size_t remote_describe_inflight(const struct remote *r, char *buf, size_t len);
 const char *remote_peer(const struct remote *r);
 void remote_get_stats(const struct remote *r, struct remote_stats *st);
+/*
+ * The calling thread carries only faults' pages (the urgent channel, at either end): a
+ * nice value 10 better than it has, so that on a CPU shared with the background
+ * transfer its few us of work do not wait behind a 1 MiB answer being sent or copied.
+ * Needs CAP_SYS_NICE; without it nothing changes, and WHO says so at info level.
+ */
+void urgent_thread_priority(const char *who);
 
 /* ---- handoff.c: lazy-pages.socket, the criu restore side ---- */
 

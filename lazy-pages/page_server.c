@@ -319,6 +319,7 @@ static bool serve_session(struct session *s)
 			break;
 		case PS_IOV_LU_HELLO:
 			pr_info("session %u (%s): a lazy-uffd daemon's urgent channel", s->id, s->peer);
+			urgent_thread_priority("urgent session");
 			if (send_hdr(s, PS_IOV_LU_HELLO, 1, 0, 0, false))
 				return false;
 			break;

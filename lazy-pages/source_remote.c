@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -486,6 +487,8 @@ static void *conn_main(void *arg)
 	uint8_t hb[PS_HDR_MAX];
 	char why[160];
 
+	if (c->urgent)
+		urgent_thread_priority("page server receiver (urgent channel)");
 	for (;;) {
 		struct req *q;
 		struct ps_hdr h;
@@ -900,6 +903,22 @@ size_t remote_describe_inflight(const struct remote *r, char *buf, size_t len)
 	if (n > 4 && off < len)
 		snprintf(buf + off, len - off, " and %zu more requests", n - 4);
 	return n;
+}
+
+void urgent_thread_priority(const char *who)
+{
+	pid_t tid = gettid();
+	int cur, want;
+
+	errno = 0;
+	cur = getpriority(PRIO_PROCESS, tid);
+	if (errno || cur <= -20)
+		return;
+	want = cur - 10 < -20 ? -20 : cur - 10;
+	if (setpriority(PRIO_PROCESS, tid, want))
+		pr_info("%s stays at nice %d: %m (a better one needs CAP_SYS_NICE)", who, cur);
+	else
+		pr_info("%s at nice %d (the background transfer's threads at %d)", who, want, cur);
 }
 
 const char *remote_peer(const struct remote *r)

@@ -48,6 +48,10 @@ restored_tree() {
 	zdtm_remote_run ours anon --size 64M --check-order random --ballast 256M
 	grep -q '"urgent_channel": true' "$ZDTM_STATS"
 	grep -q 'a lazy-uffd daemon.s urgent channel' "$ZDTM_DIR/ps.log"
+	# Root: both ends of the urgent channel run 10 nice values ahead of the rest.
+	grep -E 'urgent session at nice -10 \(the background transfer.s threads at 0\)' "$ZDTM_DIR/ps.log"
+	grep -E 'page server receiver \(urgent channel\) at nice -10 \(the background transfer.s threads at 0\)' \
+		"$ZDTM_WORK/lazy.log"
 }
 
 @test "remote ours tls: anon 64M, faults on the urgent channel" {
