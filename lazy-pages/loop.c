@@ -452,9 +452,16 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	res = copy_pages(d, t, ri, k, 1, &copied);
 	if (res == COPY_OK && n > 1) {
 		uint64_t more;
+		enum copy_res rest = copy_pages(d, t, ri, k + 1, n - 1, &more);
 
-		res = copy_pages(d, t, ri, k + 1, n - 1, &more);
 		copied += more;
+		/*
+		 * The fault is served. Pending layout events or an unregistered page in the
+		 * rest of the run are met again by whatever copies those pages next; passing
+		 * them on would retry (and count) a fault already answered, or drop its page.
+		 */
+		if (rest == COPY_GONE || rest == COPY_FAILED)
+			res = rest;
 	}
 	if (res == COPY_RETRY && !copied)
 		t->st.faults_copied--; /* counted when it is retried */
