@@ -193,6 +193,19 @@ lazy_thread() {
 	[[ ${lines[0]} == "zdtm: not exercised: anon: anon: all 256 pages were present before the test touched them (--expect-lazy): the lazy path was not exercised" ]]
 }
 
+@test "zdtm lazy selftest: storm with --expect-lazy is inconclusive only when no process had lazy memory" {
+	# Eagerly restored, every process finds its memory there: the children say so by
+	# their exit status (not a failure), the root by the run's .inconclusive file.
+	zdtm_cycle storm --procs 4 --threads 2 --shared 64K --size 64K --expect-lazy
+	zdtm_expect_pass
+	run zdtm_lazy_exercised
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: not exercised: storm: all 4 processes had all of their memory before their threads touched it (--expect-lazy): the lazy path was not exercised" ]]
+	grep -qx "storm: 0 of 4 processes still had lazy memory when SIGTERM came" "$ZDTM_OUT.notes"
+	grep -qx "child3: storm thread memory: 0 of 16 pages not present yet" "$ZDTM_OUT.child3.notes"
+}
+
 @test "zdtm lazy selftest: a run that never exercises the lazy path fails after three attempts" {
 	# Each cycle restores eagerly (no --lazy-pages) while a daemon waits in vain, so
 	# every probe finds its memory present; the daemon is killed, not checked.

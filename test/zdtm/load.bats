@@ -23,6 +23,8 @@ report() {
 		"$(grep -oE '"gbytes_per_second": *[0-9.]+' "$s" | awk -F: '{ print $2 + 0 }') GB/s," \
 		"daemon peak RSS $(grep -oE '"daemon_max_rss_kib": *[0-9]+' "$s" | awk -F: '{ print $2 + 0 }') KiB," \
 		"CPU $(grep -oE '"daemon_cpu_seconds": *[0-9.]+' "$s" | awk -F: '{ print $2 + 0 }') s" >&3
+	# The --expect-lazy count of the root (storm.c), when it made one.
+	sed -n 's/^storm: \(.* still had lazy memory\).*/# \1/p' "$ZDTM_OUT.notes" 2>/dev/null >&3 || true
 }
 
 @test "load ours: 64 processes x 4 threads, all faulting at once" {

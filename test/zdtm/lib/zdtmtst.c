@@ -562,7 +562,7 @@ bool zt_expect_lazy(void)
 	return zt_opt_expect_lazy;
 }
 
-long zt_lazy_probe(const char *what, const void *addr, size_t len)
+long zt_lazy_count(const char *what, const void *addr, size_t len)
 {
 	size_t n = len / ZT_PAGE_SIZE, i, missing = 0;
 	unsigned char *vec = malloc(n ? n : 1);
@@ -577,22 +577,44 @@ long zt_lazy_probe(const char *what, const void *addr, size_t len)
 			missing++;
 	free(vec);
 	zt_note("%s: %s: %zu of %zu pages not present yet", zt_name, what, missing, n);
-	if (!missing && zt_opt_expect_lazy && !zt_inconclusive) {
-		/* Not a verdict on the memory: the run did not test what it means to. */
-		char path[PATH_MAX + 64], text[ZT_MSG_MAX];
-
-		zt_inconclusive = true;
-		if (zt_is_child)
-			snprintf(path, sizeof(path), "%s.%s.inconclusive", zt_outfile, zt_name);
-		else
-			snprintf(path, sizeof(path), "%s.inconclusive", zt_outfile);
-		snprintf(text, sizeof(text),
-			 "%s: %s: all %zu pages were present before the test touched them (--expect-lazy): the lazy path was not exercised\n",
-			 zt_name, what, n);
-		if (zt_write_file(path, text))
-			zt_fail("%s: cannot write %s", what, path);
-	}
 	return (long)missing;
+}
+
+void zt_lazy_inconclusive(const char *fmt, ...)
+{
+	char path[PATH_MAX + 64], text[ZT_MSG_MAX];
+	va_list ap;
+	int len;
+
+	if (!zt_opt_expect_lazy || zt_inconclusive)
+		return;
+	/* Not a verdict on the memory: the run did not test what it means to. */
+	zt_inconclusive = true;
+	if (zt_is_child)
+		snprintf(path, sizeof(path), "%s.%s.inconclusive", zt_outfile, zt_name);
+	else
+		snprintf(path, sizeof(path), "%s.inconclusive", zt_outfile);
+	va_start(ap, fmt);
+	len = vsnprintf(text, sizeof(text) - 1, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		len = 0;
+	else if ((size_t)len > sizeof(text) - 2)
+		len = sizeof(text) - 2;
+	text[len] = '\n';
+	text[len + 1] = '\0';
+	if (zt_write_file(path, text))
+		zt_fail("cannot write %s", path);
+}
+
+long zt_lazy_probe(const char *what, const void *addr, size_t len)
+{
+	long missing = zt_lazy_count(what, addr, len);
+
+	if (!missing)
+		zt_lazy_inconclusive("%s: %s: all %zu pages were present before the test touched them (--expect-lazy): the lazy path was not exercised",
+				     zt_name, what, len / ZT_PAGE_SIZE);
+	return missing;
 }
 
 void zt_settle(void)

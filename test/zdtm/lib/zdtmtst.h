@@ -210,6 +210,16 @@ void zt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 long zt_lazy_probe(const char *what, const void *addr, size_t len);
 
+/* zt_lazy_probe() without the verdict: count and note only. */
+long zt_lazy_count(const char *what, const void *addr, size_t len);
+
+/*
+ * With --expect-lazy: write the .inconclusive file once, with this text (printf
+ * format, no newline), for a test whose premise is wider than one range (storm: some
+ * process still had lazy memory). Without --expect-lazy, nothing.
+ */
+void zt_lazy_inconclusive(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Whether --expect-lazy was given. */
 bool zt_expect_lazy(void);
 
