@@ -64,8 +64,9 @@ kill_mid_population() {
 }
 
 @test "guard: daemon SIGKILLed mid-population: a tree of four processes, all killed" {
-	# 256M each: the root, populated first, took ~13 ms at 64M, and once (CI) was
-	# complete before `kill -STOP` got there, outlived its children and said so.
+	# 256M each: at 64M the task populated first (the first uffd handed over; here it
+	# was the root) took ~13 ms, and once (CI) was complete before `kill -STOP` got
+	# there, outlived its children and said so.
 	kill_mid_population tree --size 256M
 	# The tree lived in its own pid namespace whose init was the restored root: nothing
 	# of it can be left, children forked before the dump included.

@@ -39,8 +39,10 @@ report() {
 }
 
 @test "load ours: fork storm, every one of 32 processes forks after restore and the forks read lazy pages" {
-	# The root's ballast is populated first: the children still have lazy memory when
-	# they fork (without it the whole tree was sometimes complete before SIGTERM came).
+	# The root's ballast holds up the population of every child handed over after the
+	# root (the daemon fills tasks in the order their uffds arrive, the restorers' order):
+	# those still have lazy memory when they fork (without it the whole tree was
+	# sometimes complete before SIGTERM came).
 	zdtm_run_lazy ours storm --procs 32 --threads 2 --shared 16M --fork-storm --ballast 512M
 	# A fork made while its process still had lazy pages gets its own uffd from a FORK
 	# event (a task with forked_from set; a process whose memory was complete closed its
