@@ -912,10 +912,13 @@ void urgent_thread_priority(const char *who)
 
 	errno = 0;
 	cur = getpriority(PRIO_PROCESS, tid);
-	if (errno || cur <= -20)
+	if (errno) {
+		pr_info("%s keeps its nice value: getpriority: %m", who);
 		return;
+	}
 	want = cur - 10 < -20 ? -20 : cur - 10;
-	if (setpriority(PRIO_PROCESS, tid, want))
+	/* Already at -20 (a daemon started so): nothing to raise, but say where it is. */
+	if (want != cur && setpriority(PRIO_PROCESS, tid, want))
 		pr_info("%s stays at nice %d: %m (a better one needs CAP_SYS_NICE)", who, cur);
 	else
 		pr_info("%s at nice %d (the background transfer's threads at %d)", who, want, cur);
