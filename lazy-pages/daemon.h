@@ -90,8 +90,12 @@ struct fault_stats {
 
 struct lazy_task {
 	pid_t vpid;	/* pid in the dump (pagemap-<vpid>.img) */
-	pid_t host_pid; /* as the daemon sees it; 0 for children we learn of by FORK */
+	pid_t host_pid; /* as the daemon sees it; 0 for a forked child until it is found */
+	int pidfd;	/* names host_pid; -1 until known */
 	pid_t parent_vpid;
+	struct lazy_task *fork_parent; /* a forked child whose pid is still being looked for */
+	pid_t outer_ppid; /* the parent criu's task had at the handoff: a reaper for orphans */
+	uint64_t claim_since_ns;
 	int uffd;
 	const struct crimg_task *img;
 
@@ -135,11 +139,37 @@ struct guard;
 int guard_start(struct guard **out);
 /* Hand the guard a copy of UFFD (ID names it for guard_release). */
 int guard_hold(struct guard *g, uint32_t id, pid_t vpid, pid_t host_pid, int uffd);
+/* PIDFD names task ID's process: the guard keeps a copy, to kill it with the tree. */
+int guard_pidfd(struct guard *g, uint32_t id, int pidfd);
 /* The task's memory is complete: the guard drops its copy. */
 void guard_release(struct guard *g, uint32_t id);
-/* The end: with COMPLETE the guard exits quietly, else it kills what it still holds.
- * Waits for the guard to finish either way. */
+/* The end: with COMPLETE the guard exits quietly, else, if any task was incomplete, it
+ * kills the whole tree (every task it has a pidfd of, complete or not, and their
+ * descendants). Waits for the guard to finish either way. */
 void guard_close(struct guard *g, bool complete);
+
+/*
+ * The restored tree as processes (tree.c). Pidfds, never bare pid numbers, name the
+ * tasks we may kill.
+ */
+/* pidfd_open(PID): a pidfd or -1 with errno. */
+int tree_pidfd(pid_t pid);
+/* PID's parent, or 0 when it is gone. */
+pid_t tree_ppid(pid_t pid);
+/* Whether the process PIDFD names has exited. */
+bool tree_exited(int pidfd);
+/* The pid a pidfd names in our pid namespace, or -1 once it has exited. */
+pid_t tree_pidfd_pid(int pidfd);
+/* A live child of PARENT (any thread's) not in SKIP and not sharing PARENT's mm: its
+ * pidfd (pid in *CHILD), or -1 when there is none yet. */
+int tree_find_child(pid_t parent, const pid_t *skip, size_t nr_skip, pid_t *child);
+/* The same among the children of REAPERS, for a child whose parent exited: only a
+ * process with uffd-registered memory qualifies. */
+int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip, size_t nr_skip, pid_t *child);
+/* SIGSTOP every process named by PIDFDS (-1 entries skipped) and all their descendants,
+ * then SIGKILL them all and wait up to WAIT_MS for each to be gone. Returns how many
+ * were signalled. */
+size_t tree_kill(const int *pidfds, size_t nr, int wait_ms);
 
 /* Build the lazy ranges of T from its image: PE_LAZY entries, split at VMA ends. */
 int task_init_ranges(struct lazy_task *t);

@@ -6,8 +6,9 @@
  * kernel would release its uffd, and from then on every missing page of that task reads
  * as zero: silent corruption. With the guard holding a copy the uffd stays alive, so a
  * faulting thread blocks instead of reading zeros; the guard sees the daemon go (EOF on
- * their socket: only the daemon holds the other end) and SIGKILLs the restored tasks
- * (and their descendants), waits until they are gone, and only then lets the uffds go.
+ * their socket: only the daemon holds the other end) and SIGKILLs the restored tree
+ * (every task it was given a pidfd of, complete or not, forked children included, and
+ * their descendants), waits until they are gone, and only then lets the uffds go.
  *
  * The daemon tells the guard when a task's memory is complete (its copy is closed, so a
  * later fault of that task, e.g. after MADV_DONTNEED, is the kernel's ordinary business)
@@ -37,6 +38,7 @@
 
 enum guard_op {
 	GUARD_HOLD = 1, /* + SCM_RIGHTS: the task's uffd */
+	GUARD_PIDFD,	/* + SCM_RIGHTS: a pidfd naming the task's process */
 	GUARD_RELEASE,	/* the task's memory is complete */
 	GUARD_DONE,	/* every task is complete: exit, kill nobody */
 };
@@ -63,118 +65,32 @@ struct held {
 /* How long the guard waits for a killed task to be gone before letting its uffd go. */
 #define GUARD_KILL_WAIT_MS 10000
 
-static int pidfd_open_(pid_t pid)
-{
-	return syscall(SYS_pidfd_open, pid, 0);
-}
-
-static int pidfd_kill(int pidfd)
-{
-	return syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-}
-
-/* Append PID's children (every thread's) to *V; pids only, the caller dedups nothing. */
-static void add_children(pid_t pid, pid_t **v, size_t *n, size_t *cap)
-{
-	char path[64];
-	DIR *dir;
-	struct dirent *de;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return;
-	while ((de = readdir(dir))) {
-		char cpath[96];
-		FILE *f;
-		int c;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(cpath, sizeof(cpath), "/proc/%d/task/%.16s/children", (int)pid, de->d_name);
-		f = fopen(cpath, "re");
-		if (!f)
-			continue;
-		while (fscanf(f, "%d", &c) == 1) {
-			if (*n == *cap) {
-				size_t nc = *cap ? *cap * 2 : 64;
-				pid_t *nv = realloc(*v, nc * sizeof(*nv));
-
-				if (!nv)
-					break;
-				*v = nv;
-				*cap = nc;
-			}
-			(*v)[(*n)++] = c;
-		}
-		fclose(f);
-	}
-	closedir(dir);
-}
-
 /*
- * Kill the tasks that still had memory to come, and everything they forked (the children
- * a FORK event announced have no host pid we know), then wait until they are gone: a
- * thread on the other CPU must not get to run again after the uffd is released.
+ * Some task was incomplete when the daemon went: end the whole tree, complete tasks and
+ * forked children included (README: a restored application is one unit, and a parent
+ * left without its children, or children without data, is not worth keeping), then let
+ * the uffds go only once they are gone: a thread on the other CPU must not get to run
+ * again after its uffd is released.
  */
-static void guard_kill_all(struct held *h, size_t nr)
+static void guard_kill_all(struct held *h, size_t nr, const int *pidfds, size_t nr_pidfds)
 {
-	pid_t *v = NULL;
-	size_t n = 0, cap = 0, i, j;
-	int *pfd;
+	size_t i;
 
 	for (i = 0; i < nr; i++) {
 		if (h[i].uffd < 0)
 			continue;
-		if (h[i].host_pid <= 0) {
-			pr_err("guard: a child forked by task %d had memory to come; it dies with its ancestors",
+		if (h[i].host_pid > 0)
+			pr_err("guard: the daemon is gone with task %d (pid %d) incomplete: killing the restored tree",
+			       h[i].vpid, h[i].host_pid);
+		else
+			pr_err("guard: the daemon is gone with a child forked by task %d incomplete: killing the restored tree",
 			       h[i].vpid);
-			continue;
-		}
-		pr_err("guard: the daemon is gone with task %d (pid %d) incomplete: killing it and its descendants",
-		       h[i].vpid, h[i].host_pid);
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			pid_t *nv = realloc(v, nc * sizeof(*nv));
-
-			if (!nv)
-				break;
-			v = nv;
-			cap = nc;
-		}
-		v[n++] = h[i].host_pid;
 	}
-	/* Breadth first over the tree; the list grows as we walk it. */
-	for (i = 0; i < n && n < 65536; i++)
-		add_children(v[i], &v, &n, &cap);
-
-	pfd = calloc(n ? n : 1, sizeof(*pfd));
-	for (i = 0; i < n; i++) {
-		int fd = pidfd_open_(v[i]);
-
-		if (pfd)
-			pfd[i] = fd;
-		if (fd >= 0 ? pidfd_kill(fd) : kill(v[i], SIGKILL))
-			if (errno != ESRCH)
-				pr_err("guard: cannot kill pid %d: %m", v[i]);
-		if (!pfd && fd >= 0)
-			close(fd);
-	}
-	for (i = 0; pfd && i < n; i++) {
-		struct pollfd p = { .fd = pfd[i], .events = POLLIN };
-
-		if (pfd[i] < 0)
-			continue;
-		/* A pidfd turns readable once the whole thread group has exited. */
-		if (poll(&p, 1, GUARD_KILL_WAIT_MS) != 1)
-			pr_err("guard: pid %d still runs %d ms after SIGKILL", v[i], GUARD_KILL_WAIT_MS);
-		close(pfd[i]);
-	}
-	free(pfd);
-	free(v);
-	for (j = 0; j < nr; j++)
-		if (h[j].uffd >= 0)
-			close(h[j].uffd);
+	pr_err("guard: killed %zu processes of the restored tree",
+	       tree_kill(pidfds, nr_pidfds, GUARD_KILL_WAIT_MS));
+	for (i = 0; i < nr; i++)
+		if (h[i].uffd >= 0)
+			close(h[i].uffd);
 }
 
 /* Keep only what the guard needs: its socket and the log. Everything else (the listening
@@ -239,6 +155,8 @@ static void __attribute__((noreturn)) guard_main(int sock, int log_fd)
 {
 	struct held *h = NULL;
 	size_t nr = 0, cap = 0, i;
+	int *pidfds = NULL;
+	size_t nr_pidfds = 0, cap_pidfds = 0;
 	struct guard_msg m;
 	int fd, r;
 
@@ -274,6 +192,23 @@ static void __attribute__((noreturn)) guard_main(int sock, int log_fd)
 			}
 			h[nr++] = (struct held){ .id = m.id, .vpid = m.vpid, .host_pid = m.host_pid, .uffd = fd };
 			break;
+		case GUARD_PIDFD:
+			if (fd < 0)
+				break;
+			if (nr_pidfds == cap_pidfds) {
+				size_t nc = cap_pidfds ? cap_pidfds * 2 : 64;
+				int *np = realloc(pidfds, nc * sizeof(*np));
+
+				if (!np) {
+					close(fd);
+					pr_err("guard: out of memory holding task %d's pidfd", m.vpid);
+					goto kill;
+				}
+				pidfds = np;
+				cap_pidfds = nc;
+			}
+			pidfds[nr_pidfds++] = fd;
+			break;
 		case GUARD_RELEASE:
 			if (fd >= 0)
 				close(fd);
@@ -296,7 +231,7 @@ kill:
 		if (h[i].uffd >= 0)
 			break;
 	if (i < nr)
-		guard_kill_all(h, nr);
+		guard_kill_all(h, nr, pidfds, nr_pidfds);
 	_exit(0);
 }
 
@@ -376,6 +311,19 @@ int guard_hold(struct guard *g, uint32_t id, pid_t vpid, pid_t host_pid, int uff
 	if (ret)
 		pr_err("guard: cannot hand task %d's uffd to the guard (pid %d): %s", vpid, (int)g->pid,
 		       strerror(-ret));
+	return ret;
+}
+
+int guard_pidfd(struct guard *g, uint32_t id, int pidfd)
+{
+	struct guard_msg m = { .op = GUARD_PIDFD, .id = id };
+	int ret;
+
+	if (!g)
+		return 0;
+	ret = guard_send(g, &m, pidfd);
+	if (ret)
+		pr_err("guard: cannot hand a pidfd to the guard (pid %d): %s", (int)g->pid, strerror(-ret));
 	return ret;
 }
 

@@ -30,6 +30,11 @@
 #define FAULT_AROUND_PAGES 8
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
+/* Looking for a forked child's pid: how often, and for how long before giving up. */
+#define CLAIM_INTERVAL_NS  200000ULL
+#define CLAIM_GIVE_UP_NS   5000000000ULL
+/* How long kill_restored waits for each killed process to be gone. */
+#define KILL_WAIT_MS	   10000
 /*
  * While faults are arriving (the busy-poll window), background work goes on in chunks
  * this small (32 KiB, some us) between polls: a fault then waits behind at most
@@ -83,6 +88,8 @@ struct daemon {
 	struct handoff *h;
 	struct guard *guard;
 	uint32_t guard_ids;
+	size_t nr_unclaimed;	/* forked children whose pid is still being looked for */
+	uint64_t next_claim_ns;
 	int ep;
 	int conn_fd;
 
@@ -148,6 +155,11 @@ static int add_task(struct daemon *d, struct lazy_task *t)
 	/* Not served before the guard holds it: a daemon dying now must not leave zeros. */
 	t->guard_id = ++d->guard_ids;
 	ret = guard_hold(d->guard, t->guard_id, t->vpid, t->host_pid, t->uffd);
+	if (!ret && t->pidfd >= 0) {
+		ret = guard_pidfd(d->guard, t->guard_id, t->pidfd);
+		if (ret)
+			guard_release(d->guard, t->guard_id);
+	}
 	if (ret)
 		return ret;
 	if (epoll_ctl(d->ep, EPOLL_CTL_ADD, t->uffd, &ev)) {
@@ -172,6 +184,11 @@ static void task_finish(struct daemon *d, struct lazy_task *t, bool gone)
 		pr_info("task %d: all lazy pages copied", t->vpid);
 	/* No copy of the thread may go to this fd number once it is closed and reused. */
 	copier_forget(d->cp, t);
+	/*
+	 * The guard's copy keeps the file, and so its epoll registration, alive after our
+	 * close: a later event would wake us for a task we no longer serve, forever.
+	 */
+	epoll_ctl(d->ep, EPOLL_CTL_DEL, t->uffd, NULL);
 	close(t->uffd);
 	guard_release(d->guard, t->guard_id);
 	t->uffd = -1;
@@ -290,6 +307,28 @@ static enum copy_res copy_pages(struct daemon *d, struct lazy_task *t, size_t ri
  * after it (a hole's neighbours, which read as zero too), or, if PAGE is present already
  * (copied meanwhile, or a second thread's fault on it), just wake the faulting thread.
  */
+/*
+ * PAGE was unmapped or moved away while its fault waited. The kernel does not wake such
+ * a waiter by itself: woken, the thread faults again where the memory is now (a new
+ * fault for us) or gets the SIGSEGV of an unmapped address, as it would without a uffd.
+ */
+static enum copy_res wake_unregistered(struct lazy_task *t, uint64_t page)
+{
+	int err = 0;
+
+	switch (uffd_wake(t->uffd, page, PAGE_SZ, &err)) {
+	case UFFD_OK:
+	case UFFD_NOENT:
+	case UFFD_EXISTS:
+		return COPY_OK;
+	case UFFD_GONE:
+		return COPY_GONE;
+	default:
+		pr_err("UFFDIO_WAKE at 0x%llx in task %d: %s", (unsigned long long)page, t->vpid, strerror(err));
+		return COPY_FAILED;
+	}
+}
+
 static enum copy_res serve_zero(struct lazy_task *t, uint64_t page, uint64_t n)
 {
 	uint64_t done;
@@ -323,8 +362,7 @@ static enum copy_res serve_zero(struct lazy_task *t, uint64_t page, uint64_t n)
 		/* N pages crossed the end of the VMA: the faulting page alone then. */
 		if (n > 1)
 			return serve_zero(t, page, 1);
-		/* Unregistered meanwhile: the kernel now resolves that fault itself. */
-		return COPY_OK;
+		return wake_unregistered(t, page);
 	case UFFD_GONE:
 		return COPY_GONE;
 	case UFFD_FAILED:
@@ -482,7 +520,7 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 		pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
 		if (task_drop(t, page, page + PAGE_SZ))
 			return COPY_FAILED;
-		return COPY_OK;
+		return wake_unregistered(t, page);
 	}
 	return res;
 }
@@ -499,6 +537,8 @@ static int on_fork(struct daemon *d, struct lazy_task *parent, int uffd)
 	c->vpid = parent->vpid; /* its pages are looked up in the parent's image */
 	c->parent_vpid = parent->vpid;
 	c->uffd = uffd;
+	c->pidfd = -1;
+	c->fork_parent = parent;
 	c->img = parent->img;
 	ret = task_clone_ranges(c, parent);
 	if (!ret)
@@ -510,15 +550,35 @@ static int on_fork(struct daemon *d, struct lazy_task *parent, int uffd)
 		free(c);
 		return ret;
 	}
+	d->nr_unclaimed++;
+	d->next_claim_ns = 0;
 	pr_info("task %d forked; its child gets %llu lazy pages", parent->vpid, (unsigned long long)c->nr_pending);
 	return 0;
 }
 
-/* Faults that met pending layout events are kept here and retried after reading them. */
+/*
+ * Faults that met pending layout events are kept here and retried after reading them.
+ * Never bounded: a dropped fault outside lazy data is answered by nothing else.
+ */
 struct deferred {
-	uint64_t addr[MSGS_PER_READ * 4];
-	size_t nr;
+	uint64_t *addr;
+	size_t nr, cap;
 };
+
+static int defer(struct deferred *df, uint64_t addr)
+{
+	if (df->nr == df->cap) {
+		size_t cap = df->cap ? df->cap * 2 : MSGS_PER_READ;
+		uint64_t *n = realloc(df->addr, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		df->addr = n;
+		df->cap = cap;
+	}
+	df->addr[df->nr++] = addr;
+	return 0;
+}
 
 static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const struct uffd_msg *m, struct deferred *df)
 {
@@ -532,8 +592,11 @@ static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const str
 		t->st.faults++;
 		d->last_fault_ns = t0;
 		res = serve_fault(d, t, m->arg.pagefault.address);
-		if (res == COPY_RETRY && df->nr < sizeof(df->addr) / sizeof(df->addr[0])) {
-			df->addr[df->nr++] = m->arg.pagefault.address;
+		if (res == COPY_RETRY) {
+			if (defer(df, m->arg.pagefault.address)) {
+				pr_err("task %d: out of memory keeping a fault for later", t->vpid);
+				return COPY_FAILED;
+			}
 			return COPY_OK;
 		}
 		if (res == COPY_OK)
@@ -567,11 +630,25 @@ static enum copy_res handle_msg(struct daemon *d, struct lazy_task *t, const str
 	return res;
 }
 
+/*
+ * The rest of a batch whose task is gone or failed: its FORK messages carry uffds of
+ * children that live on (and an fd the read installed in us), so those are still taken
+ * up; everything else of that task no longer matters.
+ */
+static void batch_forks(struct daemon *d, struct lazy_task *t, const struct uffd_msg *msgs, int from, int n)
+{
+	int i;
+
+	for (i = from; i < n; i++)
+		if (msgs[i].event == UFFD_EVENT_FORK && on_fork(d, t, (int)msgs[i].arg.fork.ufd))
+			fail(d);
+}
+
 /* Read and handle every message queued on T's uffd, retrying faults that met EAGAIN. */
 static void handle_uffd(struct daemon *d, struct lazy_task *t)
 {
 	struct uffd_msg msgs[MSGS_PER_READ];
-	struct deferred df = { .nr = 0 };
+	struct deferred df = { 0 }, again = { 0 };
 	unsigned int spins = 0;
 	enum copy_res res;
 	int n, i;
@@ -590,17 +667,17 @@ static void handle_uffd(struct daemon *d, struct lazy_task *t)
 		if (n < 0) {
 			pr_err("reading the uffd of task %d: %s", t->vpid, strerror(-n));
 			fail(d);
-			return;
+			goto out;
 		}
 		for (i = 0; i < n; i++) {
 			res = handle_msg(d, t, &msgs[i], &df);
-			if (res == COPY_GONE) {
-				task_finish(d, t, true);
-				return;
-			}
-			if (res == COPY_FAILED) {
-				fail(d);
-				return;
+			if (res == COPY_GONE || res == COPY_FAILED) {
+				batch_forks(d, t, msgs, i + 1, n);
+				if (res == COPY_GONE)
+					task_finish(d, t, true);
+				else
+					fail(d);
+				goto out;
 			}
 		}
 		if (n == MSGS_PER_READ)
@@ -609,30 +686,40 @@ static void handle_uffd(struct daemon *d, struct lazy_task *t)
 			break;
 		/* Retry deferred faults; EAGAIN again means an event is still being queued. */
 		{
-			struct deferred again = { .nr = 0 };
+			struct deferred tmp;
 			size_t j;
 
+			again.nr = 0;
 			for (j = 0; j < df.nr; j++) {
 				res = serve_fault(d, t, df.addr[j]);
 				if (res == COPY_QUEUED)
 					continue;
-				if (res == COPY_RETRY)
-					again.addr[again.nr++] = df.addr[j];
-				else if (res == COPY_GONE) {
+				if (res == COPY_RETRY) {
+					if (defer(&again, df.addr[j])) {
+						pr_err("task %d: out of memory keeping a fault for later", t->vpid);
+						fail(d);
+						goto out;
+					}
+				} else if (res == COPY_GONE) {
 					task_finish(d, t, true);
-					return;
+					goto out;
 				} else if (res == COPY_FAILED) {
 					fail(d);
-					return;
+					goto out;
 				}
 			}
+			tmp = df;
 			df = again;
+			again = tmp;
 		}
 		if (df.nr && ++spins > 16)
 			sched_yield();
 	}
 	if (d->finished && !t->nr_pending)
 		task_finish(d, t, false);
+out:
+	free(df.addr);
+	free(again.addr);
 }
 
 static struct lazy_task *find_task(struct daemon *d, pid_t vpid)
@@ -999,6 +1086,12 @@ static int on_task(struct daemon *d, const struct handoff_msg *m)
 	t->vpid = m->vpid;
 	t->host_pid = m->host_pid;
 	t->uffd = m->uffd;
+	/* Taken while the task waits in its restorer for the finish word: its pid is its own. */
+	t->pidfd = tree_pidfd(t->host_pid);
+	if (t->pidfd < 0)
+		pr_warn("task %d (pid %d): pidfd_open: %m; it can only be killed by its pid number", t->vpid,
+			t->host_pid);
+	t->outer_ppid = tree_ppid(t->host_pid);
 	t->img = it;
 	t->around = FAULT_AROUND_PAGES;
 	ret = task_init_ranges(t);
@@ -1011,6 +1104,8 @@ static int on_task(struct daemon *d, const struct handoff_msg *m)
 		free(t->pf);
 		free(t->pf_sorted);
 		close(t->uffd);
+		if (t->pidfd >= 0)
+			close(t->pidfd);
 		free(t);
 		return ret;
 	}
@@ -1164,6 +1259,17 @@ again:
 				if (task_drop(t, page, page + PAGE_SZ)) {
 					fail(d);
 					return;
+				}
+				/* A fault may wait on it (its request was this one). */
+				switch (wake_unregistered(t, page)) {
+				case COPY_GONE:
+					task_finish(d, t, true);
+					return;
+				case COPY_FAILED:
+					fail(d);
+					return;
+				default:
+					break;
 				}
 				goto again;
 			}
@@ -1707,25 +1813,101 @@ static bool all_done(const struct daemon *d)
 	return true;
 }
 
-/* Never let a task run on with memory it did not get. */
+/*
+ * Look for the pids of children forked after the restore (FORK gives their uffd before
+ * the kernel has given them a pid): a new child of the parent, or, when the parent has
+ * exited meanwhile, a process with uffd-registered memory under a reaper we know (the
+ * tree's own tasks, or where criu's tasks hung at the handoff). Only after the finish
+ * word, when every task criu restores has been handed over and is known.
+ */
+static void claim_forks(struct daemon *d, bool now_or_never)
+{
+	uint64_t now = now_ns();
+	pid_t *known, *reapers;
+	size_t i, nk = 0, nr = 0;
+
+	if (!d->nr_unclaimed || (!d->finished && !now_or_never) || (now < d->next_claim_ns && !now_or_never))
+		return;
+	d->next_claim_ns = now + CLAIM_INTERVAL_NS;
+	known = calloc(d->nr_tasks, sizeof(*known));
+	reapers = calloc(2 * d->nr_tasks, sizeof(*reapers));
+	if (!known || !reapers)
+		goto out;
+	for (i = 0; i < d->nr_tasks; i++) {
+		const struct lazy_task *t = d->tasks[i];
+
+		if (t->host_pid > 0)
+			known[nk++] = reapers[nr++] = t->host_pid;
+		if (t->outer_ppid > 1)
+			reapers[nr++] = t->outer_ppid;
+	}
+	for (i = 0; i < d->nr_tasks; i++) {
+		struct lazy_task *c = d->tasks[i], *p = c->fork_parent;
+		pid_t pid = 0;
+		int fd;
+
+		if (!p || p->host_pid <= 0)
+			continue; /* a grandchild waits for its parent's pid */
+		fd = tree_find_child(p->host_pid, known, nk, &pid);
+		if (fd < 0 && (p->pidfd < 0 || tree_exited(p->pidfd)))
+			fd = tree_find_orphan(reapers, nr, known, nk, &pid);
+		if (fd < 0) {
+			if (!c->claim_since_ns)
+				c->claim_since_ns = now;
+			if (now - c->claim_since_ns < CLAIM_GIVE_UP_NS && !now_or_never)
+				continue;
+			pr_warn("the pid of a child forked by task %d was not found; were the daemon to fail, it would not be killed unless it is still under the restored tree",
+				c->parent_vpid);
+		} else {
+			c->host_pid = pid;
+			c->pidfd = fd;
+			known[nk++] = pid;
+			pr_info("task %d's child forked after the restore is pid %d", c->parent_vpid, (int)pid);
+			/* Even complete: on a failure the whole tree goes, this child with it. */
+			guard_pidfd(d->guard, c->guard_id, fd);
+		}
+		c->fork_parent = NULL;
+		d->nr_unclaimed--;
+	}
+out:
+	free(known);
+	free(reapers);
+}
+
+/*
+ * Never let a task run on with memory it did not get; and the rest of the tree goes
+ * with it (README): complete tasks, forked children, everything they forked.
+ */
 static void kill_restored(struct daemon *d)
 {
-	size_t i;
+	int *fds = calloc(d->nr_tasks ? d->nr_tasks : 1, sizeof(*fds));
+	size_t i, n = 0;
 
+	claim_forks(d, true);
 	for (i = 0; i < d->nr_tasks; i++) {
 		struct lazy_task *t = d->tasks[i];
+		bool incomplete = !t->done && !t->gone;
 
-		if (t->done || t->gone)
-			continue;
-		if (t->host_pid > 0) {
-			pr_err("killing restored task %d (pid %d): its memory cannot be completed", t->vpid,
-			       t->host_pid);
+		if (t->pidfd >= 0 && !tree_exited(t->pidfd)) {
+			if (incomplete)
+				pr_err("killing restored task %d (pid %d): its memory cannot be completed", t->vpid,
+				       t->host_pid);
+			else
+				pr_err("killing restored task %d (pid %d) with the rest of the tree", t->vpid,
+				       t->host_pid);
+			if (fds)
+				fds[n++] = t->pidfd;
+		} else if (t->pidfd < 0 && t->host_pid > 0 && incomplete) {
+			pr_err("killing restored task %d (pid %d, by number: no pidfd): its memory cannot be completed",
+			       t->vpid, t->host_pid);
 			kill(t->host_pid, SIGKILL);
-		} else {
-			pr_err("a child of task %d has lazy memory that cannot be completed, and its pid is unknown",
+		} else if (t->host_pid <= 0 && incomplete) {
+			pr_err("a child forked by task %d has lazy memory that cannot be completed and no known pid: it dies with its parent's tree",
 			       t->vpid);
 		}
 	}
+	tree_kill(fds, n, KILL_WAIT_MS);
+	free(fds);
 }
 
 /* One line for the log: where the pages went and how the loop waited. */
@@ -1898,6 +2080,8 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 			if (w > 0)
 				timeout = w;
 		}
+		if (d.nr_unclaimed && d.finished && (timeout < 0 || timeout > 1))
+			timeout = 1;
 		if (!bg && !polling && !early_pf)
 			d.ls.epoll_sleeps++;
 		n = epoll_wait(d.ep, evs, 32, bg || polling || early_pf ? 0 : timeout);
@@ -1924,6 +2108,7 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o)
 				handle_uffd(&d, t);
 			}
 		}
+		claim_forks(&d, false);
 		if (bg && !d.failed) {
 			if (!prefetch_step(&d))
 				background_step(&d);
@@ -1974,6 +2159,8 @@ out:
 	for (i = 0; i < (int)d.nr_tasks; i++) {
 		if (!d.tasks[i]->done)
 			close(d.tasks[i]->uffd);
+		if (d.tasks[i]->pidfd >= 0)
+			close(d.tasks[i]->pidfd);
 		task_free_ranges(d.tasks[i]);
 		free(d.tasks[i]->pf);
 		free(d.tasks[i]->pf_sorted);

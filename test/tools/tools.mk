@@ -23,3 +23,14 @@ test-tools: $(TEST_TOOLS)
 
 # The zdtm tests use mkparent: `make zdtm` builds it too.
 zdtm: $(TEST_TOOLS)
+
+# uffd-events: the daemon's event paths scripted without criu (test/zdtm/events.bats):
+# it writes its images with the unit tests' writer and plays criu restore's part.
+UFFD_EVENTS	:= $(O)/test/tools/uffd-events
+TEST_PROGS	+= $(UFFD_EVENTS)
+
+$(O)/obj/test/tools/uffd-events.o: | $(IMAGES_PB_H)
+
+$(UFFD_EVENTS): $(O)/obj/test/tools/uffd-events.o $(O)/obj/test/unit/imgwriter.o $(LIBCRIMG)
+	@mkdir -p $(dir $@)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)

@@ -1,0 +1,707 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uffd-events: the daemon's event paths, scripted without criu. In the manner of the
+ * kernel's uffd selftests, a table of named cases; each plays criu restore's part: it
+ * writes images (test/unit/imgwriter), starts `lazy-uffd daemon` on them, and forks a
+ * task that maps the dump's memory, registers it with a uffd and hands the uffd over on
+ * lazy-pages.socket exactly as a restored task does (vpid, then one byte with the fd).
+ * The case then orders the events itself: forks, exits, layout changes while faults
+ * wait, the daemon stopped (SIGSTOP) or killed (SIGKILL) at a chosen step.
+ *
+ *   uffd-events LAZY_UFFD CASE DIR    (DIR: a new directory; exit 0 pass, 1 fail, 77 skip)
+ *   uffd-events --list
+ *
+ * Page data written by imgwriter starts with the page's own address (u64), so a page that
+ * reads as zero where the dump had data is told apart from a good one.
+ *
+ * We are a child subreaper, as criu restore's process would be the first reaper above
+ * the tree: orphans of the tree come to us, and we reap them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../unit/imgwriter.h"
+
+#define PG	      4096ULL
+#define VPID	      1
+#define BASE	      0x600000000000ULL
+#define FINISH_WORD   0x52535446u
+/* The features criu asks for: FORK, REMAP, REMOVE, UNMAP. */
+#define CRIU_FEATURES (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
+
+static const char *lazy_uffd, *dir;
+static char img_dir[4096], work_dir[4096], log_path[4096];
+static pid_t daemon_pid;
+static int conn = -1;
+/* Every process a case started, killed at the end whatever the verdict. */
+static pid_t spawned[8];
+static size_t nr_spawned;
+
+static pid_t track(pid_t pid)
+{
+	if (pid > 0 && nr_spawned < sizeof(spawned) / sizeof(spawned[0]))
+		spawned[nr_spawned++] = pid;
+	return pid;
+}
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("uffd-events: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+#define FAIL(...)                   \
+	do {                        \
+		say("FAIL: " __VA_ARGS__); \
+		return 1;           \
+	} while (0)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+static void msleep(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* The dump: one private anonymous VMA of VMA_PAGES at BASE, lazy data in its first
+ * DATA_PAGES, the rest a hole (never touched before the dump: zero pages on a fault). */
+static uint64_t vma_pages, data_pages;
+
+static int write_images(void)
+{
+	struct tw_vma vma = { BASE, BASE + vma_pages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, 0x201 };
+	struct tw_pme pme = { BASE, data_pages, 2 | 4 /* PE_LAZY | PE_PRESENT */ };
+	struct tw_task t = { .pid = VPID, .ppid = 0, .threads = { VPID }, .nr_threads = 1, .pages_id = 1,
+			     .vmas = &vma, .nr_vmas = 1, .pmes = &pme, .nr_pmes = data_pages ? 1 : 0 };
+
+	return tw_dump(img_dir, &t, 1, TW_41);
+}
+
+/* Start the daemon and wait for its ready byte; then connect as criu restore does. */
+static int start_daemon(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[sizeof(work_dir) + 32], b;
+	int st[2], len;
+
+	if (pipe2(st, O_CLOEXEC))
+		return -1;
+	daemon_pid = fork();
+	if (daemon_pid < 0)
+		return -1;
+	if (!daemon_pid) {
+		char fd[16];
+
+		dup2(st[1], 9);
+		snprintf(fd, sizeof(fd), "%d", 9);
+		execl(lazy_uffd, lazy_uffd, "daemon", "-D", img_dir, "-W", work_dir, "-o", log_path, "-v4",
+		      "--status-fd", fd, (char *)NULL);
+		_exit(127);
+	}
+	close(st[1]);
+	if (read(st[0], &b, 1) != 1) {
+		say("the daemon exited before it was ready (see %s)", log_path);
+		close(st[0]);
+		return -1;
+	}
+	close(st[0]);
+	len = snprintf(path, sizeof(path), "%s/lazy-pages.socket", work_dir);
+	if (len < 0 || (size_t)len >= sizeof(sa.sun_path)) {
+		say("%s: too long for a socket address", path);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, len + 1);
+	conn = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (conn < 0 || connect(conn, (struct sockaddr *)&sa, sizeof(sa))) {
+		say("connect %s: %m", sa.sun_path);
+		return -1;
+	}
+	return 0;
+}
+
+static int send_finish(void)
+{
+	uint32_t w = FINISH_WORD;
+
+	return write(conn, &w, sizeof(w)) == sizeof(w) ? 0 : -1;
+}
+
+/*
+ * In the task: map the dump's VMA, register it, hand the uffd over; the restorer's part.
+ * Before the finish word nothing is copied but what faults ask for.
+ */
+static int task_handover(void)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = CRIU_FEATURES };
+	struct uffdio_register reg = { .range = { BASE, vma_pages * PG }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	char zero = 0;
+	struct iovec iov = { .iov_base = &zero, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *c;
+	int32_t vpid = VPID;
+	void *p;
+	int uffd;
+
+	p = mmap((void *)BASE, vma_pages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	if (p != (void *)BASE) {
+		say("task: mmap at 0x%llx: %m", BASE);
+		return -1;
+	}
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) {
+		say("task: userfaultfd: %m");
+		return -1;
+	}
+	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg)) {
+		say("task: UFFDIO_API/REGISTER: %m");
+		return -1;
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	if (write(conn, &vpid, sizeof(vpid)) != sizeof(vpid) || sendmsg(conn, &mh, 0) != 1) {
+		say("task: handing the uffd over: %m");
+		return -1;
+	}
+	close(uffd);
+	close(conn);
+	return 0;
+}
+
+/* Pages of the data part that read wrong (zero, or not their own address). */
+static uint64_t bad_pages(void)
+{
+	uint64_t i, bad = 0;
+
+	for (i = 0; i < data_pages; i++) {
+		const volatile uint64_t *w = (const uint64_t *)(BASE + i * PG);
+
+		if (*w != BASE + i * PG)
+			bad++;
+	}
+	return bad;
+}
+
+static uint64_t missing_pages(void)
+{
+	unsigned char *v = malloc(vma_pages);
+	uint64_t i, n = 0;
+
+	if (!v || mincore((void *)BASE, data_pages * PG, v)) {
+		free(v);
+		return 0;
+	}
+	for (i = 0; i < data_pages; i++)
+		n += !(v[i] & 1);
+	free(v);
+	return n;
+}
+
+static int wait_status(pid_t pid, int ms, int *status)
+{
+	uint64_t end = now_ms() + ms;
+
+	for (;;) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+
+		if (r == pid)
+			return 0;
+		if (r < 0)
+			return -1;
+		if (now_ms() > end)
+			return -ETIMEDOUT;
+		msleep(5);
+	}
+}
+
+static void describe(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "status 0x%x", status);
+}
+
+static bool log_has(const char *needle)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(log_path, "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+static int kill_daemon(void)
+{
+	int st;
+
+	if (kill(daemon_pid, SIGKILL))
+		return -1;
+	return waitpid(daemon_pid, &st, 0) == daemon_pid ? 0 : -1;
+}
+
+/*
+ * A child that, told to go, reads the dump's data: exit 2 if any page read wrong, 0 if
+ * all were right, 3 when its premise failed (nothing was missing when it was told).
+ */
+static void __attribute__((noreturn)) reader_child(int go_fd, int report_fd)
+{
+	uint64_t missing = missing_pages(), bad;
+	char b;
+
+	if (write(report_fd, &missing, sizeof(missing)) != sizeof(missing))
+		_exit(4);
+	if (read(go_fd, &b, 1) != 1)
+		_exit(4);
+	bad = bad_pages();
+	if (bad)
+		say("reader (pid %d): %llu of %llu pages read wrong, the daemon gone", (int)getpid(),
+		    (unsigned long long)bad, (unsigned long long)data_pages);
+	_exit(bad ? 2 : 0);
+}
+
+static int expect_killed(const char *who, pid_t pid, int ms)
+{
+	char what[64];
+	int st;
+
+	if (wait_status(pid, ms, &st))
+		FAIL("%s (pid %d) still runs %d ms after the daemon was killed", who, (int)pid, ms);
+	describe(st, what, sizeof(what));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 2)
+		FAIL("%s (pid %d) read pages as zero and ran on (%s)", who, (int)pid, what);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+		FAIL("%s (pid %d) was not killed: %s", who, (int)pid, what);
+	return 0;
+}
+
+/*
+ * fork-exit-kill: the task forks after the restore and exits at once, so its child is
+ * an orphan (ours, as the subreaper) before the daemon could find it among the task's
+ * children; then the daemon is killed with the child's memory incomplete. The guard
+ * must kill the child before it reads a missing page.
+ */
+static int case_fork_exit_kill(void)
+{
+	int go[2], rep[2], pp[2];
+	pid_t task, child;
+	uint64_t missing;
+
+	vma_pages = data_pages = 256 << 8; /* 256 MiB */
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(go) || pipe(rep) || pipe(pp))
+		return 1;
+	task = fork();
+	if (!task) {
+		pid_t c;
+
+		if (task_handover())
+			_exit(1);
+		c = fork();
+		if (!c)
+			reader_child(go[0], rep[1]);
+		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
+			_exit(1);
+		_exit(0);
+	}
+	track(task);
+	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
+		FAIL("the task did not fork");
+	track(child);
+	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
+		FAIL("the child did not report");
+	waitpid(task, NULL, 0);
+	if (missing != data_pages)
+		FAIL("premise: the child had %llu of %llu pages missing before the finish word",
+		     (unsigned long long)missing, (unsigned long long)data_pages);
+	if (send_finish())
+		FAIL("finish word: %m");
+	/* Long enough for the daemon to look for the child once, far too short for 256 MiB. */
+	msleep(20);
+	if (kill_daemon())
+		FAIL("killing the daemon: %m");
+	if (write(go[1], "g", 1) != 1)
+		FAIL("telling the child: %m");
+	return expect_killed("the orphaned child", child, 15000);
+}
+
+/*
+ * fork-complete-kill: the task forks before touching anything, then reads all of its
+ * own memory (faults make it complete); at the finish word the daemon releases the
+ * complete task and starts on the child, and is killed at once. The child must die, and
+ * the complete parent with it (the tree goes as one).
+ */
+static int case_fork_complete_kill(void)
+{
+	int go[2], rep[2], pp[2], tgo[2];
+	pid_t task, child;
+	uint64_t missing;
+	char b;
+
+	vma_pages = data_pages = 256 << 8;
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(go) || pipe(rep) || pipe(pp) || pipe(tgo))
+		return 1;
+	task = fork();
+	if (!task) {
+		pid_t c;
+		uint64_t bad;
+
+		if (task_handover())
+			_exit(1);
+		c = fork();
+		if (!c)
+			reader_child(go[0], rep[1]);
+		bad = bad_pages();
+		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
+			_exit(1);
+		if (bad)
+			_exit(2);
+		/* Complete; wait (killed, or told the test is over). */
+		if (read(tgo[0], &b, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	track(task);
+	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
+		FAIL("the task did not fork or read its memory");
+	track(child);
+	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
+		FAIL("the child did not report");
+	if (missing != data_pages)
+		FAIL("premise: the child had %llu of %llu pages missing before the finish word",
+		     (unsigned long long)missing, (unsigned long long)data_pages);
+	if (send_finish())
+		FAIL("finish word: %m");
+	msleep(20);
+	if (kill_daemon())
+		FAIL("killing the daemon: %m");
+	if (write(go[1], "g", 1) != 1)
+		FAIL("telling the child: %m");
+	if (expect_killed("the forked child", child, 15000))
+		return 1;
+	if (expect_killed("the complete parent", task, 15000))
+		return 1;
+	return 0;
+}
+
+/*
+ * pid-reuse: the task exits with memory to come, is reaped, and its pid is given to a
+ * bystander (ns_last_pid); then the daemon is killed. Killing by pid number would hit
+ * the bystander; the task's pidfd names only the task.
+ */
+static int case_pid_reuse(void)
+{
+	int rdy[2];
+	pid_t task, by = -1;
+	int tries, st;
+	char b;
+
+	vma_pages = data_pages = 256;
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(rdy))
+		return 1;
+	task = fork();
+	if (!task)
+		_exit(task_handover() ? 1 : 0);
+	track(task);
+	if (waitpid(task, &st, 0) != task || !WIFEXITED(st) || WEXITSTATUS(st))
+		FAIL("the task did not hand its uffd over");
+	/* The daemon has it once the log names it. */
+	for (tries = 0; tries < 400 && !log_has("lazy pages in"); tries++)
+		msleep(5);
+	for (tries = 0; tries < 20 && by != task; tries++) {
+		FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "we");
+
+		if (!f)
+			FAIL("cannot write ns_last_pid: %m");
+		fprintf(f, "%d", (int)task - 1);
+		fclose(f);
+		by = fork();
+		if (!by) {
+			if (read(rdy[0], &b, 1) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		if (by == task)
+			track(by);
+		else {
+			kill(by, SIGKILL);
+			waitpid(by, NULL, 0);
+		}
+	}
+	if (by != task) {
+		say("SKIP: pid %d could not be given to a bystander (other processes took it)", (int)task);
+		return 77;
+	}
+	if (kill_daemon())
+		FAIL("killing the daemon: %m");
+	/* The guard's whole kill, done or not, takes far less. */
+	msleep(1000);
+	if (waitpid(by, &st, WNOHANG) == by) {
+		char what[64];
+
+		describe(st, what, sizeof(what));
+		FAIL("the bystander that got the exited task's pid %d died: %s", (int)by, what);
+	}
+	if (write(rdy[1], "x", 1) != 1 || waitpid(by, &st, 0) != by || !WIFEXITED(st) || WEXITSTATUS(st))
+		FAIL("the bystander did not end as told");
+	return 0;
+}
+
+/* ---- faults waiting while a layout event is pending ---- */
+
+#define FAULTERS     400
+#define FAULT_STRIDE 64 /* pages between two faulters' pages: beyond any fault-around */
+
+static volatile uint64_t fault_sink;
+
+static void *faulter(void *arg)
+{
+	fault_sink += *(volatile uint64_t *)arg;
+	return NULL;
+}
+
+static void *dontneed(void *arg)
+{
+	madvise(arg, PG, MADV_DONTNEED);
+	return NULL;
+}
+
+/*
+ * deferred-overflow: FAULTERS threads fault on pages of the hole while the daemon is
+ * stopped; a layout event (MADV_DONTNEED: REMOVE) is then queued behind them, so every
+ * one of those faults meets EAGAIN when the daemon comes back, and waits for the event
+ * to be read. Each must still be answered; before the finish word nothing else would.
+ */
+static int case_deferred_overflow(void)
+{
+	int res[2];
+	pid_t task;
+	int st;
+	char what[64];
+
+	data_pages = 16;
+	vma_pages = data_pages + (uint64_t)FAULTERS * FAULT_STRIDE;
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(res))
+		return 1;
+	task = fork();
+	if (!task) {
+		pthread_t th[FAULTERS], dn;
+		pthread_attr_t a;
+		int i;
+
+		if (task_handover())
+			_exit(1);
+		pthread_attr_init(&a);
+		pthread_attr_setstacksize(&a, 64 << 10);
+		if (kill(daemon_pid, SIGSTOP))
+			_exit(1);
+		for (i = 0; i < FAULTERS; i++)
+			if (pthread_create(&th[i], &a, faulter,
+					   (void *)(BASE + (data_pages + (uint64_t)i * FAULT_STRIDE) * PG)))
+				_exit(1);
+		msleep(300); /* every faulter waits in its fault by now */
+		if (pthread_create(&dn, &a, dontneed, (void *)BASE))
+			_exit(1);
+		msleep(100);
+		if (kill(daemon_pid, SIGCONT))
+			_exit(1);
+		for (i = 0; i < FAULTERS; i++)
+			pthread_join(th[i], NULL);
+		pthread_join(dn, NULL);
+		_exit(0);
+	}
+	track(task);
+	if (wait_status(task, 15000, &st)) {
+		kill(task, SIGKILL);
+		waitpid(task, NULL, 0);
+		FAIL("%d threads faulting in a hole while a REMOVE was pending: some were never answered (15 s)",
+		     FAULTERS);
+	}
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		FAIL("the task ended with %s", what);
+	return send_finish() ? 1 : 0;
+}
+
+static void segv_exit(int sig)
+{
+	_exit(3);
+}
+
+static void *mover(void *arg)
+{
+	void *to = (void *)(BASE + (vma_pages + 1024) * PG);
+
+	mremap(arg, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	return NULL;
+}
+
+/*
+ * enoent-wake: a thread faults on a lazy page while the daemon is stopped, and another
+ * moves that page's range away (REMAP). The daemon meets the fault first (EAGAIN), then
+ * the move; the old address is no longer registered (ENOENT). The waiting thread must be
+ * woken, to fault again where nothing is mapped (SIGSEGV, as without a uffd), not wait
+ * until the task is complete.
+ */
+static int case_enoent_wake(void)
+{
+	pid_t task;
+	int st;
+	char what[64];
+
+	vma_pages = data_pages = 64;
+	if (write_images() || start_daemon())
+		return 1;
+	task = fork();
+	if (!task) {
+		pthread_t th, mv;
+		void *page = (void *)(BASE + 8 * PG);
+
+		if (task_handover())
+			_exit(1);
+		signal(SIGSEGV, segv_exit);
+		if (kill(daemon_pid, SIGSTOP))
+			_exit(1);
+		if (pthread_create(&th, NULL, faulter, page))
+			_exit(1);
+		msleep(200);
+		if (pthread_create(&mv, NULL, mover, page))
+			_exit(1);
+		msleep(100);
+		if (kill(daemon_pid, SIGCONT))
+			_exit(1);
+		pthread_join(th, NULL);
+		_exit(0); /* the fault was answered with a page where it was unmapped */
+	}
+	track(task);
+	if (wait_status(task, 10000, &st)) {
+		kill(task, SIGKILL);
+		waitpid(task, NULL, 0);
+		FAIL("a fault on a range moved away while it waited was never woken (10 s)");
+	}
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 3)
+		FAIL("the faulting thread should have got SIGSEGV at the unmapped address; the task ended with %s",
+		     what);
+	return send_finish() ? 1 : 0;
+}
+
+static const struct {
+	const char *name;
+	int (*run)(void);
+	const char *what;
+} cases[] = {
+	{ "fork-exit-kill", case_fork_exit_kill, "a child orphaned right after its fork dies with the daemon" },
+	{ "fork-complete-kill", case_fork_complete_kill,
+	  "the daemon dies with a forked child incomplete and its parent complete: both die" },
+	{ "pid-reuse", case_pid_reuse, "an exited task's pid reused by a bystander: the bystander lives" },
+	{ "deferred-overflow", case_deferred_overflow,
+	  "400 faults in a hole deferred behind a REMOVE event are all answered" },
+	{ "enoent-wake", case_enoent_wake, "a fault whose range moved away while it waited is woken" },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i, j;
+	int ret;
+
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+			printf("%-20s %s\n", cases[i].name, cases[i].what);
+		return 0;
+	}
+	if (argc != 4) {
+		fprintf(stderr, "usage: uffd-events LAZY_UFFD CASE DIR | --list\n");
+		return 2;
+	}
+	lazy_uffd = argv[1];
+	dir = argv[3];
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!strcmp(cases[i].name, argv[2]))
+			break;
+	if (i == sizeof(cases) / sizeof(cases[0])) {
+		fprintf(stderr, "uffd-events: no case '%s' (--list)\n", argv[2]);
+		return 2;
+	}
+	snprintf(img_dir, sizeof(img_dir), "%s/img", dir);
+	snprintf(work_dir, sizeof(work_dir), "%s/work", dir);
+	snprintf(log_path, sizeof(log_path), "%s/work/lazy.log", dir);
+	if (mkdir(dir, 0700) || mkdir(work_dir, 0700)) {
+		fprintf(stderr, "uffd-events: mkdir %s: %m\n", dir);
+		return 1;
+	}
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1)) {
+		fprintf(stderr, "uffd-events: PR_SET_CHILD_SUBREAPER: %m\n");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	ret = cases[i].run();
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGKILL);
+		waitpid(daemon_pid, NULL, 0);
+	}
+	/* Whatever the case left (a child, the guard): ours as the subreaper; not left behind. */
+	for (j = 0; j < nr_spawned; j++)
+		kill(spawned[j], SIGKILL);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	if (!ret)
+		printf("PASS %s\n", cases[i].name);
+	return ret;
+}
