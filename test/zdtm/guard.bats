@@ -38,8 +38,8 @@ kill_mid_population() {
 	zdtm_lazy_restore ours || return 1
 	kill -STOP "$ZDTM_DPID" || { echo "the daemon was gone when the restore returned"; return 1; }
 	log=$ZDTM_WORK/lazy.log
-	# Every task must still have pages to come: the guard kills only those, and a
-	# complete parent would outlive its killed children and report their deaths.
+	# Every task must still have pages to come, so that the guard names each one (it
+	# kills the whole tree either way, complete tasks too).
 	if grep -E "task [0-9]+: all lazy pages copied|all tasks complete" "$log"; then
 		echo "population got that far before the daemon could be stopped: nothing tested"
 		return 1
@@ -55,7 +55,7 @@ kill_mid_population() {
 		echo "the program wrote a verdict after the daemon died: $(cat "$ZDTM_OUT")"
 		return 1
 	fi
-	grep -E "Error .*guard: the daemon is gone with task 1 \(pid $ZDTM_RPID\) incomplete: killing it" "$log" ||
+	grep -E "Error .*guard: the daemon is gone with task 1 \(pid $ZDTM_RPID\) incomplete: killing the restored tree" "$log" ||
 		{ echo "no guard line in $log:"; cat "$log"; return 1; }
 }
 
