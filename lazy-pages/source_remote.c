@@ -161,6 +161,7 @@ static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, si
 {
 	struct pollfd p;
 	struct timeval tv = {.tv_sec = 10};
+	struct linger reset_on_close = {.l_onoff = 1, .l_linger = 0};
 	int fd, ret, err = 0, one = 1;
 	socklen_t len = sizeof(err);
 
@@ -194,6 +195,13 @@ static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, si
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/*
+	 * Every end but a clean one (chan_close after CLOSE's answer) resets the
+	 * connection, our death included: `criu dump --lazy-pages` takes an EOF for a
+	 * finished transfer and kills the dumped tree, a reset for a failed one and lets
+	 * it run on. A restore that did not get all of its memory must not cost the source.
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset_on_close, sizeof(reset_on_close));
 	ch->fd = fd;
 	if (r->creds) {
 		ret = chan_tls_start(ch, r->creds, false, r->o.address, timeout_ms, why, why_len);

@@ -401,6 +401,12 @@ void chan_close(struct chan *c, bool clean)
 				break;
 		}
 	}
+	if (c->fd >= 0 && clean) {
+		/* The daemon's connections are set to reset on close (dial): not this one. */
+		struct linger l = {.l_onoff = 0, .l_linger = 0};
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

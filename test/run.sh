@@ -10,6 +10,20 @@ for d in "$@"; do
 done
 [ ${#files[@]} -gt 0 ] || { echo "run.sh: no .bats files under $*" >&2; exit 1; }
 
+# criu stops a task leaving its parasite or restorer on a hardware breakpoint; where
+# those never fire (seen on a VM restored from a snapshot) every dump and restore hangs.
+# CRIU_FAULT=130 is criu's own switch to step by syscalls instead.
+probe=${LAZY_UFFD_BUILD:-build}/test/tools/hwbp-probe
+[ -x "$probe" ] || probe=$(dirname "$0")/../build/test/tools/hwbp-probe
+if [ -z "${CRIU_FAULT:-}" ] && [ -x "$probe" ]; then
+	if why=$("$probe"); then
+		:
+	elif [ $? = 1 ]; then
+		echo "run.sh: $why: criu runs with CRIU_FAULT=130 (no breakpoints)"
+		export CRIU_FAULT=130
+	fi
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 bats --tap ${LAZY_UFFD_BATS_FILTER:+--filter "$LAZY_UFFD_BATS_FILTER"} "${files[@]}" | tee "$log"

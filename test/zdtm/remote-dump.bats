@@ -287,3 +287,52 @@ thp_required() {
 @test "remote dump tls: 256M, 1% pattern, the rest zero or never written" {
 	ZDTM_REMOTE_TLS=1 zdtm_remote_run dump mostlyzero --ballast $BALLAST
 }
+
+# --- the destination dies: the source must not take it for a finished transfer ---
+
+# killed_mid_transfer: our daemon SIGKILLed while `criu dump --lazy-pages` still holds
+# most of the memory. criu's dump side takes an EOF for a finished transfer and kills the
+# dumped tree (both copies lost); the daemon's connections reset when they end any other
+# way than cleanly, which it takes for a failed one: it resumes the tree.
+killed_mid_transfer() {
+	local i rc=0 log=$ZDTM_SRCIMG/dump.log
+	zdtm_start anon --size 1G || return 1
+	zdtm_remote_start_source dump || { zdtm_remote_diag; return 1; }
+	zdtm_remote_copy || return 1
+	zdtm_remote_restore ours || { zdtm_remote_diag; return 1; }
+	kill -STOP "$ZDTM_DPID" || { echo "the daemon was gone when the restore returned"; return 1; }
+	if grep -E "all tasks complete" "$ZDTM_WORK/lazy.log"; then
+		echo "the transfer was over before the daemon could be stopped: nothing tested"
+		return 1
+	fi
+	kill -KILL "$ZDTM_DPID"
+	zdtm_lazy_wait >/dev/null
+	for ((i = 0; i < ZDTM_REMOTE_TIMEOUT * 20; i++)); do
+		zdtm_alive "$ZDTM_SRCPID" || break
+		sleep 0.05
+	done
+	zdtm_alive "$ZDTM_SRCPID" && { echo "criu dump still runs ${ZDTM_REMOTE_TIMEOUT}s after the daemon died"; return 1; }
+	wait "$ZDTM_SRCPID" || rc=$?
+	ZDTM_SRCPID=
+	[ "$rc" != 0 ] || { echo "criu dump exited 0: it took the daemon's death for a finished transfer"; tail -n 5 "$log"; return 1; }
+	grep -q "Lazy pages transfer FAILED" "$log" || { echo "no 'Lazy pages transfer FAILED' in $log:"; tail -n 10 "$log"; return 1; }
+	# The restored tree is gone (the guard), the source tree runs on with all of its memory.
+	zdtm_alive "$ZDTM_RPID" && { echo "restored root $ZDTM_RPID still runs"; return 1; }
+	zdtm_alive "$ZDTM_PID" || { echo "the dumped tree $ZDTM_PID is gone: both copies lost"; return 1; }
+	rm -f "$ZDTM_OUT"
+	kill -TERM "$ZDTM_PID"
+	for ((i = 0; i < ZDTM_STOP_TIMEOUT * 20; i++)); do
+		zdtm_alive "$ZDTM_PID" || break
+		sleep 0.05
+	done
+	zdtm_expect_pass
+}
+
+@test "remote dump: our daemon SIGKILLed mid-transfer: criu dump fails and the dumped tree runs on intact" {
+	killed_mid_transfer
+}
+
+@test "remote dump (tls): our daemon SIGKILLed mid-transfer: criu dump fails and the dumped tree runs on intact" {
+	ZDTM_REMOTE_TLS=1
+	killed_mid_transfer
+}
