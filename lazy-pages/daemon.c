@@ -29,6 +29,7 @@ struct cli {
 	int verbosity;
 	bool daemonize;
 	const char *pidfile;
+	int pidfile_fd; /* created (empty) before listening; -1 once handed to the daemon */
 	int status_fd;
 	const char *stats_file;
 };
@@ -123,16 +124,23 @@ int daemon_parse_verbosity(const char *arg, int cur)
 	return (int)v;
 }
 
-int daemon_write_pidfile(const char *path, pid_t pid)
+int daemon_create_pidfile(const char *path)
 {
-	char buf[32];
-	int fd, len;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		pr_err("--pidfile %s: %m", path);
 		return -errno;
 	}
+	return fd;
+}
+
+/* Closes FD in every case. */
+int daemon_fill_pidfile(int fd, const char *path, pid_t pid)
+{
+	char buf[32];
+	int len;
+
 	len = snprintf(buf, sizeof(buf), "%d", pid);
 	if (write(fd, buf, len) != len) {
 		pr_err("--pidfile %s: write: %m", path);
@@ -141,6 +149,13 @@ int daemon_write_pidfile(const char *path, pid_t pid)
 	}
 	close(fd);
 	return 0;
+}
+
+int daemon_write_pidfile(const char *path, pid_t pid)
+{
+	int fd = daemon_create_pidfile(path);
+
+	return fd < 0 ? fd : daemon_fill_pidfile(fd, path, pid);
 }
 
 /* A background process: stdio to /dev/null, as criu's --daemon does. */
@@ -170,10 +185,14 @@ static int on_ready(void *arg)
 			return -errno;
 		}
 		if (pid > 0) {
-			int ret = c->pidfile ? daemon_write_pidfile(c->pidfile, pid) : 0;
+			int ret = c->pidfile_fd >= 0 ? daemon_fill_pidfile(c->pidfile_fd, c->pidfile, pid) : 0;
 
 			_exit(ret ? 1 : 0);
 		}
+		/* The file is the parent's to fill, and names this process from now on. */
+		if (c->pidfile_fd >= 0)
+			close(c->pidfile_fd);
+		c->pidfile_fd = -1;
 		setsid();
 		daemon_null_stdio();
 	}
@@ -260,7 +279,7 @@ int cmd_daemon(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
+	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1, .pidfile_fd = -1 };
 	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c, .busy_poll_ns = DEFAULT_BUSY_POLL_US * 1000ULL };
 	cpu_set_t cpus;
 
@@ -525,6 +544,16 @@ int cmd_daemon(int argc, char **argv)
 	}
 	log_setup(c.log_file && !strcmp(c.log_file, "-") ? stdout : log, c.verbosity, LOG_STYLE_CRIU);
 	pr_info("lazy-uffd %s: serving %s", LAZY_UFFD_VERSION, images);
+	/*
+	 * Taken now, not after the fork: a daemon that could not write its pidfile would
+	 * otherwise already be listening, and the next criu restore would go to it while
+	 * whoever reads the pidfile watches another process.
+	 */
+	if (c.daemonize && c.pidfile) {
+		c.pidfile_fd = daemon_create_pidfile(c.pidfile);
+		if (c.pidfile_fd < 0)
+			goto out;
+	}
 
 	ret = crimg_open(images, &img, &err);
 	if (ret) {
@@ -554,6 +583,11 @@ out:
 	free(stats);
 	for (v = 0; v < 4; v++)
 		free(tls_paths[v]);
+	/* Never filled: it names no daemon, and would refuse the next start. */
+	if (c.pidfile_fd >= 0) {
+		close(c.pidfile_fd);
+		unlink(c.pidfile);
+	}
 	if (log)
 		fclose(log);
 	return status;

@@ -390,6 +390,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o);
 /* ---- daemon.c: shared with page_server.c ---- */
 
 int daemon_parse_verbosity(const char *arg, int cur);
+/* --pidfile: created with O_EXCL (an fd, or -errno, logged), then given the pid. */
+int daemon_create_pidfile(const char *path);
+int daemon_fill_pidfile(int fd, const char *path, pid_t pid);
 int daemon_write_pidfile(const char *path, pid_t pid);
 void daemon_null_stdio(void);
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+# `lazy-uffd daemon` before any restore: what it refuses at startup and what it leaves
+# behind, on synthetic images (test/unit/mkimg), without criu or root.
+
+load ../lib
+
+setup() {
+	local mkimg=$LU_BUILD/test/unit/mkimg
+	[ -x "$mkimg" ] || { echo "$mkimg is missing: run make check-unit" >&2; return 1; }
+	IMG=$BATS_TEST_TMPDIR/img
+	WORK=$BATS_TEST_TMPDIR/work
+	"$mkimg" good41 "$IMG"
+	mkdir -p "$WORK"
+	PIDS=()
+}
+
+teardown() {
+	local p
+	no_daemon_with "" >/dev/null || true
+	for p in "${PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+}
+
+# start_detached PIDFILE [ARGS...]: a daemon with --daemon on $WORK; its pid in PIDS.
+start_detached() {
+	local pidfile=$1 pid
+	shift
+	"$LAZY_UFFD" daemon -D "$IMG" -W "$WORK" -o "$pidfile.log" -v4 --daemon --pidfile "$pidfile" \
+		"$@" </dev/null
+	pid=$(cat "$WORK/$pidfile")
+	PIDS+=("$pid")
+	kill -0 "$pid"
+}
+
+# run_daemon ARGS...: like bats' run, for `lazy-uffd daemon` (10 s at most). Output goes
+# through a file: a daemon that forked by mistake would keep a pipe open forever.
+run_daemon() {
+	local out=$BATS_TEST_TMPDIR/daemon.out
+	status=0
+	timeout 10 "$LAZY_UFFD" daemon "$@" >"$out" 2>&1 || status=$?
+	output=$(cat "$out")
+	echo "exit $status: $output"
+}
+
+# no_daemon_with ARG: no lazy-uffd daemon on $WORK has ARG on its command line (any found
+# are killed at teardown).
+no_daemon_with() {
+	local p cmd found=0
+	for p in /proc/[0-9]*; do
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
+		if [[ $cmd == *"lazy-uffd daemon "*"-W $WORK "*"$1"* ]]; then
+			echo "still running: ${p#/proc/} $cmd"
+			PIDS+=("${p#/proc/}")
+			found=1
+		fi
+	done
+	[ "$found" = 0 ]
+}
+
+@test "daemon: --daemon --pidfile F with F present exits 1 before forking, and the running daemon keeps the socket" {
+	start_detached first.pid
+	ino=$(stat -c %i "$WORK/lazy-pages.socket")
+	echo 123 >"$WORK/taken.pid"
+	run_daemon -D "$IMG" -W "$WORK" -v4 --daemon --pidfile taken.pid </dev/null
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"Error (lazy-pages/daemon.c:"*"): --pidfile taken.pid: File exists"* ]]
+	[ "$(cat "$WORK/taken.pid")" = 123 ]
+	sleep 0.2
+	no_daemon_with taken.pid
+	[ "$(stat -c %i "$WORK/lazy-pages.socket")" = "$ino" ]
+	kill -0 "${PIDS[0]}"
+}
