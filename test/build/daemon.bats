@@ -71,3 +71,31 @@ no_daemon_with() {
 	[ "$(stat -c %i "$WORK/lazy-pages.socket")" = "$ino" ]
 	kill -0 "${PIDS[0]}"
 }
+
+@test "daemon: a lazy-pages.socket another daemon listens on is not taken over; a stale one is replaced" {
+	start_detached first.pid
+	first=${PIDS[0]}
+	ino=$(stat -c %i "$WORK/lazy-pages.socket")
+	run_daemon -D "$IMG" -W "$WORK" -v4 --daemon --pidfile second.pid </dev/null
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"Error (lazy-pages/handoff.c:"*"): $WORK/lazy-pages.socket: another daemon listens on it; give this one another work dir (-W)"* ]]
+	[ ! -e "$WORK/second.pid" ]
+	[ "$(stat -c %i "$WORK/lazy-pages.socket")" = "$ino" ]
+	sleep 0.2
+	no_daemon_with second.pid
+	# The check did not disturb the first daemon: it is still waiting for criu restore.
+	kill -0 "$first"
+	run grep -E 'Error|Warn' "$WORK/first.pid.log"
+	[ "$status" -eq 1 ]
+
+	# Without --daemon too.
+	run_daemon -D "$IMG" -W "$WORK" -v4 </dev/null
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"$WORK/lazy-pages.socket: another daemon listens on it"* ]]
+
+	# Once the first is gone its socket is stale: the next daemon replaces it.
+	kill -KILL "$first"
+	while kill -0 "$first" 2>/dev/null; do sleep 0.05; done
+	start_detached third.pid
+	grep -F "listening on $WORK/lazy-pages.socket" "$WORK/third.pid.log"
+}
