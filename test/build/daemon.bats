@@ -43,6 +43,48 @@ run_daemon() {
 	echo "exit $status: $output"
 }
 
+# fake_restore: play criu restore's side of lazy-pages.socket in $WORK for the zombie
+# images: task 1 hands over a uffd with nothing registered (the daemon finds its range
+# gone and is done with it), task 2 is a zombie, then the finish word. The daemon exits 0.
+fake_restore() {
+	python3 - "$WORK" <<-'EOF'
+		import array, ctypes, os, socket, struct, sys
+		os.chdir(sys.argv[1])
+		libc = ctypes.CDLL(None, use_errno=True)
+		uffd = libc.syscall(323, os.O_CLOEXEC | os.O_NONBLOCK)  # x86_64 userfaultfd
+		if uffd < 0:
+		    sys.exit("userfaultfd: " + os.strerror(ctypes.get_errno()))
+		api = bytearray(struct.pack("QQQ", 0xAA, 0, 0))
+		if libc.ioctl(uffd, 0xC018AA3F, (ctypes.c_char * 24).from_buffer(api)) < 0:
+		    sys.exit("UFFDIO_API: " + os.strerror(ctypes.get_errno()))
+		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+		s.connect("lazy-pages.socket")
+		s.sendall(struct.pack("i", 1))
+		s.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [uffd]))])
+		s.sendall(struct.pack("i", -2) + struct.pack("I", 0x52535446))
+		s.close()
+	EOF
+}
+
+# serve_fake ARGS...: the daemon on the zombie images with ARGS, served by fake_restore;
+# sets status and output (stdout and stderr) like run.
+serve_fake() {
+	local out=$BATS_TEST_TMPDIR/serve.out pid i
+	"$LU_BUILD/test/unit/mkimg" zombie "$BATS_TEST_TMPDIR/zimg"
+	"$LAZY_UFFD" daemon -D "$BATS_TEST_TMPDIR/zimg" -W "$WORK" "$@" </dev/null >"$out" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$WORK/lazy-pages.socket" ] && break
+		sleep 0.05
+	done
+	fake_restore
+	status=0
+	timeout 10 tail --pid="$pid" -f /dev/null || { kill -KILL "$pid"; echo "daemon still runs"; }
+	wait "$pid" || status=$?
+	output=$(cat "$out")
+	echo "exit $status: $output"
+}
+
 # no_daemon_with ARG: no lazy-uffd daemon on $WORK has ARG on its command line (any found
 # are killed at teardown).
 no_daemon_with() {
@@ -98,4 +140,18 @@ no_daemon_with() {
 	while kill -0 "$first" 2>/dev/null; do sleep 0.05; done
 	start_detached third.pid
 	grep -F "listening on $WORK/lazy-pages.socket" "$WORK/third.pid.log"
+}
+
+@test "daemon: --stats FILE replaces FILE by a rename, never writes into it" {
+	echo old >"$BATS_TEST_TMPDIR/keep"
+	ln "$BATS_TEST_TMPDIR/keep" "$BATS_TEST_TMPDIR/stats.json"
+	serve_fake --stats "$BATS_TEST_TMPDIR/stats.json"
+	[ "$status" -eq 0 ]
+	# A file written in place would have changed under its other name too.
+	[ "$(cat "$BATS_TEST_TMPDIR/keep")" = old ]
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert [t["pid"] for t in d["tasks"]] == [1]' \
+		"$BATS_TEST_TMPDIR/stats.json"
+	[ "$(stat -c %a "$BATS_TEST_TMPDIR/stats.json")" = "$(printf '%o' $((0666 & ~0$(umask))))" ]
+	# No temporary file left beside it.
+	[ "$(ls "$BATS_TEST_TMPDIR" | grep -c stats)" = 1 ]
 }
