@@ -4,6 +4,7 @@
  * taking the same options, so a wrapper routing `criu lazy-pages` here is enough for
  * tools that run criu (zdtm among them).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,6 +33,7 @@ struct cli {
 	int pidfile_fd; /* created (empty) before listening; -1 once handed to the daemon */
 	int status_fd;
 	const char *stats_file;
+	bool display_stats;
 };
 
 static void usage(FILE *out, const char *name)
@@ -50,13 +52,16 @@ static void usage(FILE *out, const char *name)
 		"  -W, --work-dir DIR     where lazy-pages.socket, the log and the pidfile go\n"
 		"                         (default: the images dir); give criu restore the same -W\n"
 		"  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
-		"                         (default: stderr)\n"
+		"                         (default: stderr); appended to\n"
+		"      --log-pid          accepted for criu compatibility: the log stays FILE, as with\n"
+		"                         criu lazy-pages (criu splits only a restore's processes)\n"
 		"  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
 		"  -d, --daemon           go to the background once the socket listens\n"
 		"      --pidfile FILE     with --daemon: write the daemon's pid here (relative to the\n"
 		"                         work dir)\n"
 		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
 		"      --stats FILE       write what was served as JSON at exit\n"
+		"      --display-stats    print that JSON on stdout at exit (/dev/null with --daemon)\n"
 		"      --busy-poll USEC   after a fault, poll the uffds this long for the next one\n"
 		"                         instead of sleeping, copying in 32 KiB chunks between\n"
 		"                         polls (default %u; 0: never poll)\n"
@@ -72,7 +77,14 @@ static void usage(FILE *out, const char *name)
 		"      --prefetch-profile FILE\n"
 		"                         copy the pages of a profile recorded on these images first,\n"
 		"                         in recorded order, then the rest (local pages only)\n"
-		"      --no-default-config  accepted for criu compatibility (there is no config)\n"
+		"      --config FILE      read options from FILE first, in criu's config syntax (one\n"
+		"                         long option a line without its '--', then its argument,\n"
+		"                         \"quoted\" if it has spaces; # comments); only the options\n"
+		"                         of this list; the command line overrides it\n"
+		"      --no-default-config  accepted for criu compatibility: no default config file\n"
+		"                         (/etc/criu/default.conf, ~/.criu/default.conf) is read\n"
+		"  -j, --shell-job        accepted for criu compatibility; meaningless here: the\n"
+		"                         daemon restores no process and has no session to pass on\n"
 		"\n"
 		"Remote pages (live migration): the page map comes from -D, the page data from a page\n"
 		"server: `criu dump --lazy-pages --port P`, `criu page-server --lazy-pages` or\n"
@@ -99,6 +111,8 @@ static void usage(FILE *out, const char *name)
 		"      --tls-cert FILE    own certificate (default /etc/pki/criu/cert.pem)\n"
 		"      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
 		"      --tls-no-cn-verify do not check that the server's certificate names ADDR\n"
+		"      --ps-socket FD     (criu: a connection to the page server, already made)\n"
+		"                         not supported yet: refused; give --address and --port\n"
 		"  -h, --help             this text\n",
 		name, DEFAULT_BUSY_POLL_US, DEFAULT_BULK_PAGES, DEFAULT_BULK_DEPTH, DEFAULT_BULK_DEPTH_SHARED);
 }
@@ -220,6 +234,137 @@ static char *absolute_from_cwd(const char *path)
 	return out;
 }
 
+/*
+ * --config FILE: its options as "--NAME[=ARG]" strings, put before the command line's
+ * so that those override them. Kept for the life of the process: what getopt parses
+ * points into them.
+ */
+static char **config_args;
+static int nr_config_args;
+/* argv with the config's options put in: likewise kept. */
+static char **cmd_args;
+
+static int config_add(const char *name, const char *arg)
+{
+	char **v = realloc(config_args, (nr_config_args + 1) * sizeof(*v));
+	int n;
+
+	if (!v)
+		return -ENOMEM;
+	config_args = v;
+	n = arg ? asprintf(&v[nr_config_args], "--%s=%s", name, arg) : asprintf(&v[nr_config_args], "--%s", name);
+	if (n < 0)
+		return -ENOMEM;
+	nr_config_args++;
+	return 0;
+}
+
+/* One line of a criu config file: NAME [ARG], ARG in double quotes if it has spaces. */
+static int config_line(const char *file, int lineno, char *p, const struct option *longopts)
+{
+	const struct option *o;
+	char *name, *arg = NULL;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!*p || *p == '#')
+		return 0;
+	name = p;
+	while (*p && !isspace((unsigned char)*p) && *p != '#')
+		p++;
+	if (*p && *p != '#')
+		*p++ = '\0';
+	else if (*p == '#')
+		*p = '\0', p++, p += strlen(p);
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '"') {
+		char *w = ++p;
+
+		arg = w;
+		for (; *p && *p != '"'; p++) {
+			/* Only \" is an escape; any other backslash is itself. */
+			if (*p == '\\' && p[1] == '"')
+				p++;
+			*w++ = *p;
+		}
+		if (*p != '"') {
+			pr_err("--config %s: line %d: no closing quote", file, lineno);
+			return -EINVAL;
+		}
+		*w = '\0';
+		p++;
+	} else if (*p && *p != '#') {
+		arg = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p && *p != '#') {
+		pr_err("--config %s: line %d: '%s' takes at most one argument", file, lineno, name);
+		return -EINVAL;
+	}
+	for (o = longopts; o->name; o++)
+		if (!strcmp(o->name, name))
+			break;
+	if (!o->name || !strcmp(name, "config") || !strcmp(name, "help")) {
+		pr_err("--config %s: line %d: '%s' is not an option of lazy-uffd daemon (see --help)", file, lineno,
+		       name);
+		return -EINVAL;
+	}
+	if (o->has_arg == no_argument && arg) {
+		pr_err("--config %s: line %d: '%s' takes no argument", file, lineno, name);
+		return -EINVAL;
+	}
+	if (o->has_arg == required_argument && !arg) {
+		pr_err("--config %s: line %d: '%s' needs an argument", file, lineno, name);
+		return -EINVAL;
+	}
+	return config_add(name, arg);
+}
+
+static int config_read(const char *file, const struct option *longopts)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0, ret = 0;
+	FILE *f;
+
+	f = fopen(file, "re");
+	if (!f) {
+		ret = -errno;
+		pr_err("--config %s: %m", file);
+		return ret;
+	}
+	while (!ret && getline(&line, &cap, f) >= 0)
+		ret = config_line(file, ++lineno, line, longopts);
+	if (!ret && ferror(f)) {
+		ret = -EIO;
+		pr_err("--config %s: read error", file);
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+/* The last --config of the command line, looked for before getopt runs. */
+static const char *config_file_arg(int argc, char **argv)
+{
+	const char *file = NULL;
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			file = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			file = argv[i] + 9;
+	}
+	return file;
+}
+
 int cmd_daemon(int argc, char **argv)
 {
 	enum {
@@ -246,6 +391,10 @@ int cmd_daemon(int argc, char **argv)
 		OPT_LOOP_CPU,
 		OPT_RECORD_PROFILE,
 		OPT_PREFETCH_PROFILE,
+		OPT_CONFIG,
+		OPT_LOG_PID,
+		OPT_DISPLAY_STATS,
+		OPT_PS_SOCKET,
 	};
 	static const struct option longopts[] = {
 		{ "images-dir", required_argument, NULL, 'D' },
@@ -276,6 +425,11 @@ int cmd_daemon(int argc, char **argv)
 		{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
 		{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
 		{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "log-pid", no_argument, NULL, OPT_LOG_PID },
+		{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
+		{ "shell-job", no_argument, NULL, 'j' },
+		{ "ps-socket", required_argument, NULL, OPT_PS_SOCKET },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -302,7 +456,25 @@ int cmd_daemon(int argc, char **argv)
 	struct crimg *img = NULL;
 	char *images = NULL, *stats = NULL;
 	FILE *log = NULL;
-	int opt, ret, status = 1;
+	const char *config_file;
+	int nr_args, opt, ret, status = 1;
+
+	/* Before getopt: the config's options come first, so the command line wins. */
+	config_file = config_file_arg(argc, argv);
+	if (config_file && config_read(config_file, longopts))
+		return 2;
+	nr_args = argc + nr_config_args;
+	cmd_args = calloc(nr_args + 1, sizeof(*cmd_args));
+	if (!cmd_args) {
+		pr_err("out of memory");
+		return 1;
+	}
+	cmd_args[0] = argv[0];
+	if (nr_config_args)
+		memcpy(cmd_args + 1, config_args, nr_config_args * sizeof(*cmd_args));
+	memcpy(cmd_args + 1 + nr_config_args, argv + 1, (argc - 1) * sizeof(*cmd_args));
+	argc = nr_args;
+	argv = cmd_args;
 
 	optind = 1;
 	/* A second copying thread only pays where it can run beside the loop. */
@@ -310,7 +482,7 @@ int cmd_daemon(int argc, char **argv)
 		CPU_ZERO(&cpus);
 	if (CPU_COUNT(&cpus) > 1)
 		o.copy_threads = 1;
-	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "D:W:o:v::djh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'D':
 			c.images_dir = optarg;
@@ -345,7 +517,22 @@ int cmd_daemon(int argc, char **argv)
 			break;
 		}
 		case OPT_NO_DEFAULT_CONFIG:
+		case OPT_CONFIG: /* read above */
+		case 'j':	 /* criu's restored tasks keep its session; we restore none */
 			break;
+		/*
+		 * criu gives a log file of its own (FILE.PID) only to the processes a
+		 * restore forks; criu lazy-pages (4.1.1) still logs to FILE, and so do we.
+		 */
+		case OPT_LOG_PID:
+			break;
+		case OPT_DISPLAY_STATS:
+			c.display_stats = true;
+			break;
+		case OPT_PS_SOCKET:
+			/* The remote client owns its connections and reconnects by address. */
+			pr_err("--ps-socket is not supported yet: give the page server's --address and --port");
+			return 2;
 		case OPT_PAGE_SERVER:
 			remote = true;
 			break;
@@ -513,6 +700,11 @@ int cmd_daemon(int argc, char **argv)
 			goto out;
 		}
 		o.stats_file = stats;
+	}
+	if (c.display_stats) {
+		stats_set_display(true);
+		if (!o.stats_file)
+			o.stats_file = "-";
 	}
 	if (record_arg) {
 		record_path = absolute_from_cwd(record_arg);

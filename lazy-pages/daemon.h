@@ -370,7 +370,7 @@ void handoff_close(struct handoff *h);
 /* ---- loop.c: serving faults and populating in the background ---- */
 
 struct daemon_opts {
-	const char *stats_file; /* --stats: JSON written at exit, or NULL */
+	const char *stats_file; /* --stats: JSON written at exit ("-": stdout only), or NULL */
 	/* --busy-poll: after a fault, poll the uffds this long before sleeping in epoll. */
 	uint64_t busy_poll_ns;
 	unsigned int copy_threads; /* --copy-threads: 0, or 1 thread copying background runs */
@@ -416,6 +416,8 @@ struct loop_stats {
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */
 void stats_set_remote(const struct remote_stats *rs);
+/* --display-stats: stats_write_json() prints the JSON on stdout as well. */
+void stats_set_display(bool on);
 /*
  * wall_s: from the daemon's start; populate_s: from the restore's finish word;
  * from_uffd_s: from the first uffd handed over, when copying can begin (the span to

@@ -155,3 +155,53 @@ no_daemon_with() {
 	# No temporary file left beside it.
 	[ "$(ls "$BATS_TEST_TMPDIR" | grep -c stats)" = 1 ]
 }
+
+@test "daemon: criu lazy-pages' --log-pid, -j/--shell-job and --display-stats are accepted" {
+	serve_fake -o lazy.log -v4 --log-pid -j --shell-job --display-stats
+	[ "$status" -eq 0 ]
+	# --display-stats: the --stats JSON on stdout (the log went to lazy.log).
+	python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert [t["pid"] for t in d["tasks"]] == [1]' "$output"
+	# --log-pid leaves the log where criu lazy-pages leaves it.
+	[ "$(ls "$WORK" | grep -c '^lazy\.log')" = 1 ]
+	grep -F "all tasks complete" "$WORK/lazy.log"
+}
+
+@test "daemon: --ps-socket is refused as not supported yet, naming --address and --port" {
+	run_daemon -D "$IMG" -W "$WORK" --page-server --port 27000 --ps-socket 5 </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --ps-socket is not supported yet: give the page server's --address and --port" ]
+	[ ! -e "$WORK/lazy-pages.socket" ]
+}
+
+@test "daemon: --config FILE in criu's syntax; the command line overrides it; an option we lack is refused" {
+	local conf=$BATS_TEST_TMPDIR/lazy.conf stats="$BATS_TEST_TMPDIR/a \"b\" c.json"
+	cat >"$conf" <<-CONF
+		# criu's syntax: long options without '--'
+		log-file from-config.log   # overridden below
+		verbosity 4
+		stats "$BATS_TEST_TMPDIR/a \"b\" c.json"
+		shell-job
+		no-default-config
+	CONF
+	serve_fake --config "$conf" -o cmdline.log
+	[ "$status" -eq 0 ]
+	[ -s "$stats" ]
+	[ ! -e "$WORK/from-config.log" ]
+	grep -F "listening on $WORK/lazy-pages.socket" "$WORK/cmdline.log"
+
+	printf 'verbosity 4\n\ntcp-established\n' >"$conf"
+	run_daemon --config "$conf" -D "$IMG" -W "$WORK" </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --config $conf: line 3: 'tcp-established' is not an option of lazy-uffd daemon (see --help)" ]
+	printf 'stats\n' >"$conf"
+	run_daemon --config="$conf" -D "$IMG" -W "$WORK" </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --config $conf: line 1: 'stats' needs an argument" ]
+	printf 'work-dir "/tmp\n' >"$conf"
+	run_daemon --config "$conf" -D "$IMG" </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --config $conf: line 1: no closing quote" ]
+	run_daemon --config "$BATS_TEST_TMPDIR/none.conf" -D "$IMG" </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --config $BATS_TEST_TMPDIR/none.conf: No such file or directory" ]
+}
