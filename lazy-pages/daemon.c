@@ -52,7 +52,7 @@ static void usage(FILE *out, const char *name)
 		"  -W, --work-dir DIR     where lazy-pages.socket, the log and the pidfile go\n"
 		"                         (default: the images dir); give criu restore the same -W\n"
 		"  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
-		"                         (default: stderr); appended to\n"
+		"                         (default: stderr); created mode 0600, appended to\n"
 		"      --log-pid          accepted for criu compatibility: the log stays FILE, as with\n"
 		"                         criu lazy-pages (criu splits only a restore's processes)\n"
 		"  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
@@ -727,9 +727,15 @@ int cmd_daemon(int argc, char **argv)
 		goto out;
 	}
 	if (c.log_file && strcmp(c.log_file, "-")) {
-		log = fopen(c.log_file, "ae");
+		int fd;
+
+		/* 0600, as criu's: a log names the restored tasks, their pids and addresses. */
+		fd = open(c.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		log = fd < 0 ? NULL : fdopen(fd, "a");
 		if (!log) {
 			pr_err("log file %s: %m", c.log_file);
+			if (fd >= 0)
+				close(fd);
 			goto out;
 		}
 		setvbuf(log, NULL, _IOLBF, 0);

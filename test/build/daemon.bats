@@ -156,6 +156,13 @@ no_daemon_with() {
 	[ "$(ls "$BATS_TEST_TMPDIR" | grep -c stats)" = 1 ]
 }
 
+@test "daemon: the log file is created mode 0600, as criu's" {
+	umask 022
+	serve_fake -o lazy.log
+	[ "$status" -eq 0 ]
+	[ "$(stat -c %a "$WORK/lazy.log")" = 600 ]
+}
+
 @test "daemon: criu lazy-pages' --log-pid, -j/--shell-job and --display-stats are accepted" {
 	serve_fake -o lazy.log -v4 --log-pid -j --shell-job --display-stats
 	[ "$status" -eq 0 ]
@@ -204,4 +211,17 @@ no_daemon_with() {
 	run_daemon --config "$BATS_TEST_TMPDIR/none.conf" -D "$IMG" </dev/null
 	[ "$status" -eq 2 ]
 	[ "$output" = "lazy-uffd: error: --config $BATS_TEST_TMPDIR/none.conf: No such file or directory" ]
+}
+
+@test "daemon: log lines have criu's form, which zdtm's and runc's greps look for" {
+	serve_fake -o lazy.log -v4 --status-fd 9 9<&-
+	[ "$status" -eq 0 ]
+	cat "$WORK/lazy.log"
+	# criu 4.1 writes 'Warn  (file:line): ' (two spaces, lined up with 'Error (').
+	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Warn  \(lazy-pages/daemon\.c:[0-9]+\): --status-fd 9: Bad file descriptor$' \
+		"$WORK/lazy.log"
+	touch "$WORK/p"
+	run_daemon -D "$IMG" -W "$WORK" -o lazy.log --pidfile p --daemon </dev/null
+	[ "$status" -eq 1 ]
+	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Error \(lazy-pages/daemon\.c:[0-9]+\): --pidfile p: File exists$' "$WORK/lazy.log"
 }
