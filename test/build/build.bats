@@ -64,6 +64,10 @@ load ../lib
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"usage: lazy-uffd COMMAND"* ]]
 	[[ "$output" == *"show"* ]]
+	[[ "$output" == *"--version"* ]]
+	run "$LAZY_UFFD" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^lazy-uffd\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 	run "$LAZY_UFFD" frobnicate
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"lazy-uffd: error: unknown command 'frobnicate'"* ]]
