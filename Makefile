@@ -42,12 +42,12 @@ PROGS		:=
 TEST_PROGS	:=
 OBJS		:=
 
-NODEPS_GOALS := clean distclean print-criu help
+NODEPS_GOALS := clean distclean print-criu help uninstall
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan tsan install clean distclean print-criu demo bench fuzz stress help
+.PHONY: all deps check check-unit check-zdtm asan tsan install uninstall clean distclean print-criu demo bench fuzz stress help
 all:
 
 include images/images.mk
@@ -115,6 +115,11 @@ install: all
 	install -m 0755 lazy-pages/criu-lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd
 	install -m 0644 $(O)/lazy_uffd.so $(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
 
+# The files make install puts in place; the directories stay (they may hold others).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd \
+		$(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
+
 demo: deps all $(O)/zdtm/anon $(NO_UFFD)
 	@mk/demo.sh $(O) $(CRIU_ENV)
 
@@ -135,6 +140,7 @@ help:
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"
 	@echo "make print-criu absolute path of the criu binary in use"
-	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
+	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd, bin/criu-lazy-uffd and lib/criu/lazy_uffd.so"
+	@echo "make uninstall  PREFIX=/usr DESTDIR=...: remove what make install put there"
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -14,6 +14,23 @@ load ../lib
 	[ -x "$dest/usr/bin/criu-lazy-uffd" ]
 }
 
+@test "build: make uninstall removes exactly what make install put there" {
+	dest=$BATS_TEST_TMPDIR/root
+	mkdir -p "$dest/usr/bin" "$dest/usr/lib/criu"
+	touch "$dest/usr/bin/other" "$dest/usr/lib/criu/other.so"
+	(cd "$dest" && find . | sort) >"$BATS_TEST_TMPDIR/before"
+	run make -s -C "$LU_TOP" install O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	[ "$status" -eq 0 ]
+	run make -s -C "$LU_TOP" uninstall O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	(cd "$dest" && find . | sort) >"$BATS_TEST_TMPDIR/after"
+	diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+	# Nothing installed: nothing to do, and no error.
+	run make -s -C "$LU_TOP" uninstall O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	[ "$status" -eq 0 ]
+}
+
 @test "build: criu-lazy-uffd routes 'criu lazy-pages' to lazy-uffd and the rest to criu" {
 	[ -r "$LU_CRIU_ENV" ] || { lu_skip "no $LU_CRIU_ENV: run 'make deps'"; return; }
 	. "$LU_CRIU_ENV"
