@@ -516,9 +516,15 @@ int cmd_daemon(int argc, char **argv)
 			}
 			break;
 		}
+		case OPT_CONFIG:
+			/* Read above, if the scan for it saw this one (not an abbreviation, not a second). */
+			if (!config_file || strcmp(optarg, config_file)) {
+				pr_err("--config %s: give one --config, as --config FILE or --config=FILE", optarg);
+				return 2;
+			}
+			break;
 		case OPT_NO_DEFAULT_CONFIG:
-		case OPT_CONFIG: /* read above */
-		case 'j':	 /* criu's restored tasks keep its session; we restore none */
+		case 'j': /* criu's restored tasks keep its session; we restore none */
 			break;
 		/*
 		 * criu gives a log file of its own (FILE.PID) only to the processes a

@@ -208,6 +208,12 @@ no_daemon_with() {
 	run_daemon --config "$conf" -D "$IMG" </dev/null
 	[ "$status" -eq 2 ]
 	[ "$output" = "lazy-uffd: error: --config $conf: line 1: no closing quote" ]
+	printf 'verbosity 4\n' >"$conf"
+	run_daemon --conf "$conf" -D "$IMG" </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --config $conf: give one --config, as --config FILE or --config=FILE" ]
+	run_daemon --config "$conf" --config "$BATS_TEST_TMPDIR/none.conf" -D "$IMG" </dev/null
+	[ "$status" -eq 2 ]
 	run_daemon --config "$BATS_TEST_TMPDIR/none.conf" -D "$IMG" </dev/null
 	[ "$status" -eq 2 ]
 	[ "$output" = "lazy-uffd: error: --config $BATS_TEST_TMPDIR/none.conf: No such file or directory" ]
