@@ -234,15 +234,80 @@ static char *absolute_from_cwd(const char *path)
 	return out;
 }
 
+enum {
+	OPT_PIDFILE = 256,
+	OPT_STATUS_FD,
+	OPT_NO_DEFAULT_CONFIG,
+	OPT_PAGE_SERVER,
+	OPT_ADDRESS,
+	OPT_PORT,
+	OPT_STATS,
+	OPT_PS_PROTOCOL,
+	OPT_RECONNECT_TIMEOUT,
+	OPT_PS_SINGLE,
+	OPT_PS_BULK_PAGES,
+	OPT_PS_BULK_DEPTH,
+	OPT_TLS,
+	OPT_TLS_CACERT,
+	OPT_TLS_CACRL,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_NO_CN,
+	OPT_BUSY_POLL,
+	OPT_COPY_THREADS,
+	OPT_LOOP_CPU,
+	OPT_RECORD_PROFILE,
+	OPT_PREFETCH_PROFILE,
+	OPT_CONFIG,
+	OPT_LOG_PID,
+	OPT_DISPLAY_STATS,
+	OPT_PS_SOCKET,
+};
+static const struct option longopts[] = {
+	{ "images-dir", required_argument, NULL, 'D' },
+	{ "work-dir", required_argument, NULL, 'W' },
+	{ "log-file", required_argument, NULL, 'o' },
+	{ "verbosity", optional_argument, NULL, 'v' },
+	{ "daemon", no_argument, NULL, 'd' },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+	{ "no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG },
+	{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
+	{ "address", required_argument, NULL, OPT_ADDRESS },
+	{ "port", required_argument, NULL, OPT_PORT },
+	{ "stats", required_argument, NULL, OPT_STATS },
+	{ "ps-protocol", required_argument, NULL, OPT_PS_PROTOCOL },
+	{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT_TIMEOUT },
+	{ "ps-single-connection", no_argument, NULL, OPT_PS_SINGLE },
+	{ "ps-bulk-pages", required_argument, NULL, OPT_PS_BULK_PAGES },
+	{ "ps-bulk-depth", required_argument, NULL, OPT_PS_BULK_DEPTH },
+	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "tls-cacert", required_argument, NULL, OPT_TLS_CACERT },
+	{ "tls-cacrl", required_argument, NULL, OPT_TLS_CACRL },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
+	{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
+	{ "copy-threads", required_argument, NULL, OPT_COPY_THREADS },
+	{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
+	{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
+	{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "log-pid", no_argument, NULL, OPT_LOG_PID },
+	{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
+	{ "shell-job", no_argument, NULL, 'j' },
+	{ "ps-socket", required_argument, NULL, OPT_PS_SOCKET },
+	{ "help", no_argument, NULL, 'h' },
+	{},
+};
+
 /*
  * --config FILE: its options as "--NAME[=ARG]" strings, put before the command line's
- * so that those override them. Kept for the life of the process: what getopt parses
- * points into them.
+ * so that those override them. What getopt parses points into them: freed only once
+ * the daemon is done.
  */
 static char **config_args;
 static int nr_config_args;
-/* argv with the config's options put in: likewise kept. */
-static char **cmd_args;
 
 static int config_add(const char *name, const char *arg)
 {
@@ -260,7 +325,7 @@ static int config_add(const char *name, const char *arg)
 }
 
 /* One line of a criu config file: NAME [ARG], ARG in double quotes if it has spaces. */
-static int config_line(const char *file, int lineno, char *p, const struct option *longopts)
+static int config_line(const char *file, int lineno, char *p)
 {
 	const struct option *o;
 	char *name, *arg = NULL;
@@ -326,7 +391,7 @@ static int config_line(const char *file, int lineno, char *p, const struct optio
 	return config_add(name, arg);
 }
 
-static int config_read(const char *file, const struct option *longopts)
+static int config_read(const char *file)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -340,7 +405,7 @@ static int config_read(const char *file, const struct option *longopts)
 		return ret;
 	}
 	while (!ret && getline(&line, &cap, f) >= 0)
-		ret = config_line(file, ++lineno, line, longopts);
+		ret = config_line(file, ++lineno, line);
 	if (!ret && ferror(f)) {
 		ret = -EIO;
 		pr_err("--config %s: read error", file);
@@ -365,74 +430,9 @@ static const char *config_file_arg(int argc, char **argv)
 	return file;
 }
 
-int cmd_daemon(int argc, char **argv)
+/* The command line, after --config's options were put in front of it. */
+static int daemon_cli(int argc, char **argv, const char *config_file)
 {
-	enum {
-		OPT_PIDFILE = 256,
-		OPT_STATUS_FD,
-		OPT_NO_DEFAULT_CONFIG,
-		OPT_PAGE_SERVER,
-		OPT_ADDRESS,
-		OPT_PORT,
-		OPT_STATS,
-		OPT_PS_PROTOCOL,
-		OPT_RECONNECT_TIMEOUT,
-		OPT_PS_SINGLE,
-		OPT_PS_BULK_PAGES,
-		OPT_PS_BULK_DEPTH,
-		OPT_TLS,
-		OPT_TLS_CACERT,
-		OPT_TLS_CACRL,
-		OPT_TLS_CERT,
-		OPT_TLS_KEY,
-		OPT_TLS_NO_CN,
-		OPT_BUSY_POLL,
-		OPT_COPY_THREADS,
-		OPT_LOOP_CPU,
-		OPT_RECORD_PROFILE,
-		OPT_PREFETCH_PROFILE,
-		OPT_CONFIG,
-		OPT_LOG_PID,
-		OPT_DISPLAY_STATS,
-		OPT_PS_SOCKET,
-	};
-	static const struct option longopts[] = {
-		{ "images-dir", required_argument, NULL, 'D' },
-		{ "work-dir", required_argument, NULL, 'W' },
-		{ "log-file", required_argument, NULL, 'o' },
-		{ "verbosity", optional_argument, NULL, 'v' },
-		{ "daemon", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
-		{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
-		{ "no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG },
-		{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
-		{ "address", required_argument, NULL, OPT_ADDRESS },
-		{ "port", required_argument, NULL, OPT_PORT },
-		{ "stats", required_argument, NULL, OPT_STATS },
-		{ "ps-protocol", required_argument, NULL, OPT_PS_PROTOCOL },
-		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT_TIMEOUT },
-		{ "ps-single-connection", no_argument, NULL, OPT_PS_SINGLE },
-		{ "ps-bulk-pages", required_argument, NULL, OPT_PS_BULK_PAGES },
-		{ "ps-bulk-depth", required_argument, NULL, OPT_PS_BULK_DEPTH },
-		{ "tls", no_argument, NULL, OPT_TLS },
-		{ "tls-cacert", required_argument, NULL, OPT_TLS_CACERT },
-		{ "tls-cacrl", required_argument, NULL, OPT_TLS_CACRL },
-		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
-		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
-		{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
-		{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
-		{ "copy-threads", required_argument, NULL, OPT_COPY_THREADS },
-		{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
-		{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
-		{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "log-pid", no_argument, NULL, OPT_LOG_PID },
-		{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
-		{ "shell-job", no_argument, NULL, 'j' },
-		{ "ps-socket", required_argument, NULL, OPT_PS_SOCKET },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
 	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1, .pidfile_fd = -1 };
 	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c, .busy_poll_ns = DEFAULT_BUSY_POLL_US * 1000ULL };
 	cpu_set_t cpus;
@@ -456,25 +456,7 @@ int cmd_daemon(int argc, char **argv)
 	struct crimg *img = NULL;
 	char *images = NULL, *stats = NULL;
 	FILE *log = NULL;
-	const char *config_file;
-	int nr_args, opt, ret, status = 1;
-
-	/* Before getopt: the config's options come first, so the command line wins. */
-	config_file = config_file_arg(argc, argv);
-	if (config_file && config_read(config_file, longopts))
-		return 2;
-	nr_args = argc + nr_config_args;
-	cmd_args = calloc(nr_args + 1, sizeof(*cmd_args));
-	if (!cmd_args) {
-		pr_err("out of memory");
-		return 1;
-	}
-	cmd_args[0] = argv[0];
-	if (nr_config_args)
-		memcpy(cmd_args + 1, config_args, nr_config_args * sizeof(*cmd_args));
-	memcpy(cmd_args + 1 + nr_config_args, argv + 1, (argc - 1) * sizeof(*cmd_args));
-	argc = nr_args;
-	argv = cmd_args;
+	int opt, ret, status = 1;
 
 	optind = 1;
 	/* A second copying thread only pays where it can run beside the loop. */
@@ -794,5 +776,36 @@ out:
 	}
 	if (log)
 		fclose(log);
+	return status;
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	const char *config_file;
+	char **args = NULL;
+	int i, status = 2;
+
+	/* Before getopt: the config's options come first, so the command line wins. */
+	config_file = config_file_arg(argc, argv);
+	if (config_file && config_read(config_file))
+		goto out;
+	args = calloc(argc + nr_config_args + 1, sizeof(*args));
+	if (!args) {
+		pr_err("out of memory");
+		status = 1;
+		goto out;
+	}
+	args[0] = argv[0];
+	if (nr_config_args)
+		memcpy(args + 1, config_args, nr_config_args * sizeof(*args));
+	memcpy(args + 1 + nr_config_args, argv + 1, (argc - 1) * sizeof(*args));
+	status = daemon_cli(argc + nr_config_args, args, config_file);
+out:
+	free(args);
+	for (i = 0; i < nr_config_args; i++)
+		free(config_args[i]);
+	free(config_args);
+	config_args = NULL;
+	nr_config_args = 0;
 	return status;
 }
