@@ -339,7 +339,10 @@ void urgent_thread_priority(const char *who);
 
 struct handoff;
 
-/* Create, bind and listen on lazy-pages.socket in the current directory. */
+/*
+ * Create, bind and listen on lazy-pages.socket in the current directory, replacing a
+ * file there only when no daemon listens on it (-EADDRINUSE, logged, if one does).
+ */
 int handoff_listen(struct handoff **out);
 int handoff_listen_fd(const struct handoff *h);
 /*
