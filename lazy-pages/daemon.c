@@ -337,10 +337,11 @@ static int config_line(const char *file, int lineno, char *p)
 	name = p;
 	while (*p && !isspace((unsigned char)*p) && *p != '#')
 		p++;
-	if (*p && *p != '#')
+	if (*p == '#') {
+		*p = '\0'; /* a comment right after the name: nothing follows */
+	} else if (*p) {
 		*p++ = '\0';
-	else if (*p == '#')
-		*p = '\0', p++, p += strlen(p);
+	}
 	while (isspace((unsigned char)*p))
 		p++;
 	if (*p == '"') {
