@@ -58,7 +58,7 @@ static int listener_bound_to(const struct stat *st)
 	/* The kernel's dev_t, as unix_diag reports it, not stat's encoding of it. */
 	uint32_t kdev = (major(st->st_dev) << 20) | minor(st->st_dev);
 	static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
-	int fd, ret = 0;
+	int fd, left, ret = 0;
 	bool done = false;
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -78,7 +78,9 @@ static int listener_bound_to(const struct stat *st)
 			ret = n ? -errno : -EIO;
 			break;
 		}
-		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
+		/* An int: a length gone negative must end the walk, not wrap around. */
+		left = (int)n;
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
 			struct unix_diag_msg *m = NLMSG_DATA(nh);
 			struct rtattr *a;
 			int alen;
