@@ -14,6 +14,7 @@ CRIU_SERIES	?= 4.1
 CRIU_ENV	:= $(DEPS)/criu-$(CRIU_SERIES).env
 
 PREFIX	?= /usr/local
+MANDIR	?= $(PREFIX)/share/man
 DESTDIR	?=
 
 CC	?= cc
@@ -42,12 +43,12 @@ PROGS		:=
 TEST_PROGS	:=
 OBJS		:=
 
-NODEPS_GOALS := clean distclean print-criu help
+NODEPS_GOALS := clean distclean print-criu help uninstall
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan tsan install clean distclean print-criu demo bench fuzz stress help
+.PHONY: all deps check check-unit check-zdtm asan tsan install uninstall clean distclean print-criu demo bench fuzz stress help
 all:
 
 include images/images.mk
@@ -110,10 +111,16 @@ tsan: deps all $(TEST_PROGS)
 		test/run.sh $(TSAN_SUITES)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(O)/lazy-uffd $(DESTDIR)$(PREFIX)/bin/lazy-uffd
 	install -m 0755 lazy-pages/criu-lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd
 	install -m 0644 $(O)/lazy_uffd.so $(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so
+	install -m 0644 man/lazy-uffd.1 $(DESTDIR)$(MANDIR)/man1/lazy-uffd.1
+
+# The files make install puts in place; the directories stay (they may hold others).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/lazy-uffd $(DESTDIR)$(PREFIX)/bin/criu-lazy-uffd \
+		$(DESTDIR)$(PREFIX)/lib/criu/lazy_uffd.so $(DESTDIR)$(MANDIR)/man1/lazy-uffd.1
 
 demo: deps all $(O)/zdtm/anon $(NO_UFFD)
 	@mk/demo.sh $(O) $(CRIU_ENV)
@@ -135,6 +142,7 @@ help:
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"
 	@echo "make print-criu absolute path of the criu binary in use"
-	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd and lib/criu/lazy_uffd.so"
+	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd, bin/criu-lazy-uffd, lib/criu/lazy_uffd.so, share/man/man1/lazy-uffd.1"
+	@echo "make uninstall  PREFIX=/usr DESTDIR=...: remove what make install put there"
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

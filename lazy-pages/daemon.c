@@ -4,6 +4,7 @@
  * taking the same options, so a wrapper routing `criu lazy-pages` here is enough for
  * tools that run criu (zdtm among them).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -29,8 +30,10 @@ struct cli {
 	int verbosity;
 	bool daemonize;
 	const char *pidfile;
+	int pidfile_fd; /* created (empty) before listening; -1 once handed to the daemon */
 	int status_fd;
 	const char *stats_file;
+	bool display_stats;
 };
 
 static void usage(FILE *out, const char *name)
@@ -49,13 +52,16 @@ static void usage(FILE *out, const char *name)
 		"  -W, --work-dir DIR     where lazy-pages.socket, the log and the pidfile go\n"
 		"                         (default: the images dir); give criu restore the same -W\n"
 		"  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
-		"                         (default: stderr)\n"
+		"                         (default: stderr); created mode 0600, appended to\n"
+		"      --log-pid          accepted for criu compatibility: the log stays FILE, as with\n"
+		"                         criu lazy-pages (criu splits only a restore's processes)\n"
 		"  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
 		"  -d, --daemon           go to the background once the socket listens\n"
 		"      --pidfile FILE     with --daemon: write the daemon's pid here (relative to the\n"
 		"                         work dir)\n"
 		"      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
 		"      --stats FILE       write what was served as JSON at exit\n"
+		"      --display-stats    print that JSON on stdout at exit (/dev/null with --daemon)\n"
 		"      --busy-poll USEC   after a fault, poll the uffds this long for the next one\n"
 		"                         instead of sleeping, copying in 32 KiB chunks between\n"
 		"                         polls (default %u; 0: never poll)\n"
@@ -71,7 +77,14 @@ static void usage(FILE *out, const char *name)
 		"      --prefetch-profile FILE\n"
 		"                         copy the pages of a profile recorded on these images first,\n"
 		"                         in recorded order, then the rest (local pages only)\n"
-		"      --no-default-config  accepted for criu compatibility (there is no config)\n"
+		"      --config FILE      read options from FILE first, in criu's config syntax (one\n"
+		"                         long option a line without its '--', then its argument,\n"
+		"                         \"quoted\" if it has spaces; # comments); only the options\n"
+		"                         of this list; the command line overrides it\n"
+		"      --no-default-config  accepted for criu compatibility: no default config file\n"
+		"                         (/etc/criu/default.conf, ~/.criu/default.conf) is read\n"
+		"  -j, --shell-job        accepted for criu compatibility; meaningless here: the\n"
+		"                         daemon restores no process and has no session to pass on\n"
 		"\n"
 		"Remote pages (live migration): the page map comes from -D, the page data from a page\n"
 		"server: `criu dump --lazy-pages --port P`, `criu page-server --lazy-pages` or\n"
@@ -98,6 +111,8 @@ static void usage(FILE *out, const char *name)
 		"      --tls-cert FILE    own certificate (default /etc/pki/criu/cert.pem)\n"
 		"      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
 		"      --tls-no-cn-verify do not check that the server's certificate names ADDR\n"
+		"      --ps-socket FD     (criu: a connection to the page server, already made)\n"
+		"                         not supported yet: refused; give --address and --port\n"
 		"  -h, --help             this text\n",
 		name, DEFAULT_BUSY_POLL_US, DEFAULT_BULK_PAGES, DEFAULT_BULK_DEPTH, DEFAULT_BULK_DEPTH_SHARED);
 }
@@ -123,16 +138,23 @@ int daemon_parse_verbosity(const char *arg, int cur)
 	return (int)v;
 }
 
-int daemon_write_pidfile(const char *path, pid_t pid)
+int daemon_create_pidfile(const char *path)
 {
-	char buf[32];
-	int fd, len;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		pr_err("--pidfile %s: %m", path);
 		return -errno;
 	}
+	return fd;
+}
+
+/* Closes FD in every case. */
+int daemon_fill_pidfile(int fd, const char *path, pid_t pid)
+{
+	char buf[32];
+	int len;
+
 	len = snprintf(buf, sizeof(buf), "%d", pid);
 	if (write(fd, buf, len) != len) {
 		pr_err("--pidfile %s: write: %m", path);
@@ -141,6 +163,13 @@ int daemon_write_pidfile(const char *path, pid_t pid)
 	}
 	close(fd);
 	return 0;
+}
+
+int daemon_write_pidfile(const char *path, pid_t pid)
+{
+	int fd = daemon_create_pidfile(path);
+
+	return fd < 0 ? fd : daemon_fill_pidfile(fd, path, pid);
 }
 
 /* A background process: stdio to /dev/null, as criu's --daemon does. */
@@ -170,10 +199,14 @@ static int on_ready(void *arg)
 			return -errno;
 		}
 		if (pid > 0) {
-			int ret = c->pidfile ? daemon_write_pidfile(c->pidfile, pid) : 0;
+			int ret = c->pidfile_fd >= 0 ? daemon_fill_pidfile(c->pidfile_fd, c->pidfile, pid) : 0;
 
 			_exit(ret ? 1 : 0);
 		}
+		/* The file is the parent's to fill, and names this process from now on. */
+		if (c->pidfile_fd >= 0)
+			close(c->pidfile_fd);
+		c->pidfile_fd = -1;
 		setsid();
 		daemon_null_stdio();
 	}
@@ -201,66 +234,207 @@ static char *absolute_from_cwd(const char *path)
 	return out;
 }
 
-int cmd_daemon(int argc, char **argv)
+enum {
+	OPT_PIDFILE = 256,
+	OPT_STATUS_FD,
+	OPT_NO_DEFAULT_CONFIG,
+	OPT_PAGE_SERVER,
+	OPT_ADDRESS,
+	OPT_PORT,
+	OPT_STATS,
+	OPT_PS_PROTOCOL,
+	OPT_RECONNECT_TIMEOUT,
+	OPT_PS_SINGLE,
+	OPT_PS_BULK_PAGES,
+	OPT_PS_BULK_DEPTH,
+	OPT_TLS,
+	OPT_TLS_CACERT,
+	OPT_TLS_CACRL,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_NO_CN,
+	OPT_BUSY_POLL,
+	OPT_COPY_THREADS,
+	OPT_LOOP_CPU,
+	OPT_RECORD_PROFILE,
+	OPT_PREFETCH_PROFILE,
+	OPT_CONFIG,
+	OPT_LOG_PID,
+	OPT_DISPLAY_STATS,
+	OPT_PS_SOCKET,
+};
+static const struct option longopts[] = {
+	{ "images-dir", required_argument, NULL, 'D' },
+	{ "work-dir", required_argument, NULL, 'W' },
+	{ "log-file", required_argument, NULL, 'o' },
+	{ "verbosity", optional_argument, NULL, 'v' },
+	{ "daemon", no_argument, NULL, 'd' },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+	{ "no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG },
+	{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
+	{ "address", required_argument, NULL, OPT_ADDRESS },
+	{ "port", required_argument, NULL, OPT_PORT },
+	{ "stats", required_argument, NULL, OPT_STATS },
+	{ "ps-protocol", required_argument, NULL, OPT_PS_PROTOCOL },
+	{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT_TIMEOUT },
+	{ "ps-single-connection", no_argument, NULL, OPT_PS_SINGLE },
+	{ "ps-bulk-pages", required_argument, NULL, OPT_PS_BULK_PAGES },
+	{ "ps-bulk-depth", required_argument, NULL, OPT_PS_BULK_DEPTH },
+	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "tls-cacert", required_argument, NULL, OPT_TLS_CACERT },
+	{ "tls-cacrl", required_argument, NULL, OPT_TLS_CACRL },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
+	{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
+	{ "copy-threads", required_argument, NULL, OPT_COPY_THREADS },
+	{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
+	{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
+	{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "log-pid", no_argument, NULL, OPT_LOG_PID },
+	{ "display-stats", no_argument, NULL, OPT_DISPLAY_STATS },
+	{ "shell-job", no_argument, NULL, 'j' },
+	{ "ps-socket", required_argument, NULL, OPT_PS_SOCKET },
+	{ "help", no_argument, NULL, 'h' },
+	{},
+};
+
+/*
+ * --config FILE: its options as "--NAME[=ARG]" strings, put before the command line's
+ * so that those override them. What getopt parses points into them: freed only once
+ * the daemon is done.
+ */
+static char **config_args;
+static int nr_config_args;
+
+static int config_add(const char *name, const char *arg)
 {
-	enum {
-		OPT_PIDFILE = 256,
-		OPT_STATUS_FD,
-		OPT_NO_DEFAULT_CONFIG,
-		OPT_PAGE_SERVER,
-		OPT_ADDRESS,
-		OPT_PORT,
-		OPT_STATS,
-		OPT_PS_PROTOCOL,
-		OPT_RECONNECT_TIMEOUT,
-		OPT_PS_SINGLE,
-		OPT_PS_BULK_PAGES,
-		OPT_PS_BULK_DEPTH,
-		OPT_TLS,
-		OPT_TLS_CACERT,
-		OPT_TLS_CACRL,
-		OPT_TLS_CERT,
-		OPT_TLS_KEY,
-		OPT_TLS_NO_CN,
-		OPT_BUSY_POLL,
-		OPT_COPY_THREADS,
-		OPT_LOOP_CPU,
-		OPT_RECORD_PROFILE,
-		OPT_PREFETCH_PROFILE,
-	};
-	static const struct option longopts[] = {
-		{ "images-dir", required_argument, NULL, 'D' },
-		{ "work-dir", required_argument, NULL, 'W' },
-		{ "log-file", required_argument, NULL, 'o' },
-		{ "verbosity", optional_argument, NULL, 'v' },
-		{ "daemon", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
-		{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
-		{ "no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG },
-		{ "page-server", no_argument, NULL, OPT_PAGE_SERVER },
-		{ "address", required_argument, NULL, OPT_ADDRESS },
-		{ "port", required_argument, NULL, OPT_PORT },
-		{ "stats", required_argument, NULL, OPT_STATS },
-		{ "ps-protocol", required_argument, NULL, OPT_PS_PROTOCOL },
-		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT_TIMEOUT },
-		{ "ps-single-connection", no_argument, NULL, OPT_PS_SINGLE },
-		{ "ps-bulk-pages", required_argument, NULL, OPT_PS_BULK_PAGES },
-		{ "ps-bulk-depth", required_argument, NULL, OPT_PS_BULK_DEPTH },
-		{ "tls", no_argument, NULL, OPT_TLS },
-		{ "tls-cacert", required_argument, NULL, OPT_TLS_CACERT },
-		{ "tls-cacrl", required_argument, NULL, OPT_TLS_CACRL },
-		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
-		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
-		{ "tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN },
-		{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
-		{ "copy-threads", required_argument, NULL, OPT_COPY_THREADS },
-		{ "loop-cpu", required_argument, NULL, OPT_LOOP_CPU },
-		{ "record-profile", required_argument, NULL, OPT_RECORD_PROFILE },
-		{ "prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE },
-		{ "help", no_argument, NULL, 'h' },
-		{},
-	};
-	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1 };
+	char **v = realloc(config_args, (nr_config_args + 1) * sizeof(*v));
+	int n;
+
+	if (!v)
+		return -ENOMEM;
+	config_args = v;
+	n = arg ? asprintf(&v[nr_config_args], "--%s=%s", name, arg) : asprintf(&v[nr_config_args], "--%s", name);
+	if (n < 0)
+		return -ENOMEM;
+	nr_config_args++;
+	return 0;
+}
+
+/* One line of a criu config file: NAME [ARG], ARG in double quotes if it has spaces. */
+static int config_line(const char *file, int lineno, char *p)
+{
+	const struct option *o;
+	char *name, *arg = NULL;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!*p || *p == '#')
+		return 0;
+	name = p;
+	while (*p && !isspace((unsigned char)*p) && *p != '#')
+		p++;
+	if (*p == '#') {
+		*p = '\0'; /* a comment right after the name: nothing follows */
+	} else if (*p) {
+		*p++ = '\0';
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '"') {
+		char *w = ++p;
+
+		arg = w;
+		for (; *p && *p != '"'; p++) {
+			/* Only \" is an escape; any other backslash is itself. */
+			if (*p == '\\' && p[1] == '"')
+				p++;
+			*w++ = *p;
+		}
+		if (*p != '"') {
+			pr_err("--config %s: line %d: no closing quote", file, lineno);
+			return -EINVAL;
+		}
+		*w = '\0';
+		p++;
+	} else if (*p && *p != '#') {
+		arg = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p && *p != '#') {
+		pr_err("--config %s: line %d: '%s' takes at most one argument", file, lineno, name);
+		return -EINVAL;
+	}
+	for (o = longopts; o->name; o++)
+		if (!strcmp(o->name, name))
+			break;
+	if (!o->name || !strcmp(name, "config") || !strcmp(name, "help")) {
+		pr_err("--config %s: line %d: '%s' is not an option of lazy-uffd daemon (see --help)", file, lineno,
+		       name);
+		return -EINVAL;
+	}
+	if (o->has_arg == no_argument && arg) {
+		pr_err("--config %s: line %d: '%s' takes no argument", file, lineno, name);
+		return -EINVAL;
+	}
+	if (o->has_arg == required_argument && !arg) {
+		pr_err("--config %s: line %d: '%s' needs an argument", file, lineno, name);
+		return -EINVAL;
+	}
+	return config_add(name, arg);
+}
+
+static int config_read(const char *file)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0, ret = 0;
+	FILE *f;
+
+	f = fopen(file, "re");
+	if (!f) {
+		ret = -errno;
+		pr_err("--config %s: %m", file);
+		return ret;
+	}
+	while (!ret && getline(&line, &cap, f) >= 0)
+		ret = config_line(file, ++lineno, line);
+	if (!ret && ferror(f)) {
+		ret = -EIO;
+		pr_err("--config %s: read error", file);
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+/* The last --config of the command line, looked for before getopt runs. */
+static const char *config_file_arg(int argc, char **argv)
+{
+	const char *file = NULL;
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			file = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			file = argv[i] + 9;
+	}
+	return file;
+}
+
+/* The command line, after --config's options were put in front of it. */
+static int daemon_cli(int argc, char **argv, const char *config_file)
+{
+	struct cli c = { .verbosity = LOG_WARN, .status_fd = -1, .pidfile_fd = -1 };
 	struct daemon_opts o = { .ready = on_ready, .ready_arg = &c, .busy_poll_ns = DEFAULT_BUSY_POLL_US * 1000ULL };
 	cpu_set_t cpus;
 
@@ -291,7 +465,7 @@ int cmd_daemon(int argc, char **argv)
 		CPU_ZERO(&cpus);
 	if (CPU_COUNT(&cpus) > 1)
 		o.copy_threads = 1;
-	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "D:W:o:v::djh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'D':
 			c.images_dir = optarg;
@@ -325,8 +499,29 @@ int cmd_daemon(int argc, char **argv)
 			}
 			break;
 		}
-		case OPT_NO_DEFAULT_CONFIG:
+		case OPT_CONFIG:
+			/* Read above, if the scan for it saw this one (not an abbreviation, not a second). */
+			if (!config_file || strcmp(optarg, config_file)) {
+				pr_err("--config %s: give one --config, as --config FILE or --config=FILE", optarg);
+				return 2;
+			}
 			break;
+		case OPT_NO_DEFAULT_CONFIG:
+		case 'j': /* criu's restored tasks keep its session; we restore none */
+			break;
+		/*
+		 * criu gives a log file of its own (FILE.PID) only to the processes a
+		 * restore forks; criu lazy-pages (4.1.1) still logs to FILE, and so do we.
+		 */
+		case OPT_LOG_PID:
+			break;
+		case OPT_DISPLAY_STATS:
+			c.display_stats = true;
+			break;
+		case OPT_PS_SOCKET:
+			/* The remote client owns its connections and reconnects by address. */
+			pr_err("--ps-socket is not supported yet: give the page server's --address and --port");
+			return 2;
 		case OPT_PAGE_SERVER:
 			remote = true;
 			break;
@@ -495,6 +690,11 @@ int cmd_daemon(int argc, char **argv)
 		}
 		o.stats_file = stats;
 	}
+	if (c.display_stats) {
+		stats_set_display(true);
+		if (!o.stats_file)
+			o.stats_file = "-";
+	}
 	if (record_arg) {
 		record_path = absolute_from_cwd(record_arg);
 		if (!record_path) {
@@ -516,15 +716,31 @@ int cmd_daemon(int argc, char **argv)
 		goto out;
 	}
 	if (c.log_file && strcmp(c.log_file, "-")) {
-		log = fopen(c.log_file, "ae");
+		int fd;
+
+		/* 0600, as criu's: a log names the restored tasks, their pids and addresses. */
+		fd = open(c.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		log = fd < 0 ? NULL : fdopen(fd, "a");
 		if (!log) {
 			pr_err("log file %s: %m", c.log_file);
+			if (fd >= 0)
+				close(fd);
 			goto out;
 		}
 		setvbuf(log, NULL, _IOLBF, 0);
 	}
 	log_setup(c.log_file && !strcmp(c.log_file, "-") ? stdout : log, c.verbosity, LOG_STYLE_CRIU);
 	pr_info("lazy-uffd %s: serving %s", LAZY_UFFD_VERSION, images);
+	/*
+	 * Taken now, not after the fork: a daemon that could not write its pidfile would
+	 * otherwise already be listening, and the next criu restore would go to it while
+	 * whoever reads the pidfile watches another process.
+	 */
+	if (c.daemonize && c.pidfile) {
+		c.pidfile_fd = daemon_create_pidfile(c.pidfile);
+		if (c.pidfile_fd < 0)
+			goto out;
+	}
 
 	ret = crimg_open(images, &img, &err);
 	if (ret) {
@@ -554,7 +770,43 @@ out:
 	free(stats);
 	for (v = 0; v < 4; v++)
 		free(tls_paths[v]);
+	/* Never filled: it names no daemon, and would refuse the next start. */
+	if (c.pidfile_fd >= 0) {
+		close(c.pidfile_fd);
+		unlink(c.pidfile);
+	}
 	if (log)
 		fclose(log);
+	return status;
+}
+
+int cmd_daemon(int argc, char **argv)
+{
+	const char *config_file;
+	char **args = NULL;
+	int i, status = 2;
+
+	/* Before getopt: the config's options come first, so the command line wins. */
+	config_file = config_file_arg(argc, argv);
+	if (config_file && config_read(config_file))
+		goto out;
+	args = calloc(argc + nr_config_args + 1, sizeof(*args));
+	if (!args) {
+		pr_err("out of memory");
+		status = 1;
+		goto out;
+	}
+	args[0] = argv[0];
+	if (nr_config_args)
+		memcpy(args + 1, config_args, nr_config_args * sizeof(*args));
+	memcpy(args + 1 + nr_config_args, argv + 1, (argc - 1) * sizeof(*args));
+	status = daemon_cli(argc + nr_config_args, args, config_file);
+out:
+	free(args);
+	for (i = 0; i < nr_config_args; i++)
+		free(config_args[i]);
+	free(config_args);
+	config_args = NULL;
+	nr_config_args = 0;
 	return status;
 }

@@ -369,7 +369,10 @@ void urgent_thread_priority(const char *who);
 
 struct handoff;
 
-/* Create, bind and listen on lazy-pages.socket in the current directory. */
+/*
+ * Create, bind and listen on lazy-pages.socket in the current directory, replacing a
+ * file there only when no daemon listens on it (-EADDRINUSE, logged, if one does).
+ */
 int handoff_listen(struct handoff **out);
 int handoff_listen_fd(const struct handoff *h);
 /*
@@ -400,7 +403,7 @@ void handoff_close(struct handoff *h);
 /* ---- loop.c: serving faults and populating in the background ---- */
 
 struct daemon_opts {
-	const char *stats_file; /* --stats: JSON written at exit, or NULL */
+	const char *stats_file; /* --stats: JSON written at exit ("-": stdout only), or NULL */
 	/* --busy-poll: after a fault, poll the uffds this long before sleeping in epoll. */
 	uint64_t busy_poll_ns;
 	unsigned int copy_threads; /* --copy-threads: 0, or 1 thread copying background runs */
@@ -420,6 +423,9 @@ int daemon_serve(const struct crimg *img, const struct daemon_opts *o);
 /* ---- daemon.c: shared with page_server.c ---- */
 
 int daemon_parse_verbosity(const char *arg, int cur);
+/* --pidfile: created with O_EXCL (an fd, or -errno, logged), then given the pid. */
+int daemon_create_pidfile(const char *path);
+int daemon_fill_pidfile(int fd, const char *path, pid_t pid);
 int daemon_write_pidfile(const char *path, pid_t pid);
 void daemon_null_stdio(void);
 
@@ -443,6 +449,8 @@ struct loop_stats {
 void stats_set_loop(const struct loop_stats *ls);
 /* Remote figures to add to the JSON (the pointer is kept until it is written). */
 void stats_set_remote(const struct remote_stats *rs);
+/* --display-stats: stats_write_json() prints the JSON on stdout as well. */
+void stats_set_display(bool on);
 /*
  * wall_s: from the daemon's start; populate_s: from the restore's finish word;
  * from_uffd_s: from the first uffd handed over, when copying can begin (the span to

@@ -13,10 +13,18 @@
  * root is refused and logged, and the daemon goes on waiting for criu restore.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,14 +39,142 @@ struct handoff {
 	int conn_fd;
 };
 
+/*
+ * Does a listening socket have the file ST bound? Asked of sock_diag, which names each
+ * listener's file by inode: connecting to find out would hand a waiting daemon an empty
+ * connection in place of criu restore's, and it takes only one. 1 yes, 0 no, or -errno
+ * when sock_diag cannot tell (no unix_diag in this kernel).
+ */
+static int listener_bound_to(const struct stat *st)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} rq = {
+		.nlh = { .nlmsg_len = sizeof(rq), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.req = { .sdiag_family = AF_UNIX, .udiag_states = 1 << TCP_LISTEN, .udiag_show = UDIAG_SHOW_VFS },
+	};
+	/* The kernel's dev_t, as unix_diag reports it, not stat's encoding of it. */
+	uint32_t kdev = (major(st->st_dev) << 20) | minor(st->st_dev);
+	static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+	int fd, left, ret = 0;
+	bool done = false;
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (send(fd, &rq, sizeof(rq), 0) != sizeof(rq)) {
+		ret = -errno;
+		goto out;
+	}
+	while (!done && !ret) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *nh;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n ? -errno : -EIO;
+			break;
+		}
+		/* An int: a length gone negative must end the walk, not wrap around. */
+		left = (int)n;
+		for (nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
+			struct unix_diag_msg *m = NLMSG_DATA(nh);
+			struct rtattr *a;
+			int alen;
+
+			if (nh->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (nh->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(nh);
+
+				ret = e->error ? e->error : -EIO;
+				break;
+			}
+			alen = nh->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+			for (a = (struct rtattr *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+				struct unix_diag_vfs v;
+
+				if (a->rta_type != UNIX_DIAG_VFS || RTA_PAYLOAD(a) < sizeof(v))
+					continue;
+				memcpy(&v, RTA_DATA(a), sizeof(v));
+				if (v.udiag_vfs_ino == st->st_ino && v.udiag_vfs_dev == kdev) {
+					ret = 1;
+					goto out;
+				}
+			}
+		}
+	}
+out:
+	close(fd);
+	return ret;
+}
+
+/* Without sock_diag: whoever answers a connection listens. */
+static int listener_answers(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), ret;
+
+	if (fd < 0)
+		return -errno;
+	ret = connect(fd, (const struct sockaddr *)sa, len) ? 0 : 1;
+	close(fd);
+	return ret;
+}
+
+/*
+ * What is at lazy-pages.socket may go, unless a daemon listens there: taking its name
+ * would send the next criu restore here and leave that daemon waiting for ever.
+ */
+static int clear_socket_path(const char *shown, const struct sockaddr_un *sa, socklen_t len)
+{
+	struct stat st;
+	int live;
+
+	if (lstat(LAZY_SOCKET_NAME, &st)) {
+		if (errno == ENOENT)
+			return 0;
+		pr_err("%s: %m", shown);
+		return -errno;
+	}
+	if (S_ISSOCK(st.st_mode)) {
+		live = listener_bound_to(&st);
+		if (live < 0) {
+			pr_warn("cannot ask sock_diag who listens on %s (%s); connecting to it instead, which "
+				"costs a daemon there its restore",
+				shown, strerror(-live));
+			live = listener_answers(sa, len);
+		}
+		if (live > 0) {
+			pr_err("%s: another daemon listens on it; give this one another work dir (-W)", shown);
+			return -EADDRINUSE;
+		}
+	}
+	if (unlink(LAZY_SOCKET_NAME) && errno != ENOENT) {
+		pr_err("cannot remove stale %s: %m", shown);
+		return -errno;
+	}
+	return 0;
+}
+
 int handoff_listen(struct handoff **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char cwd[PATH_MAX], shown[PATH_MAX + sizeof(LAZY_SOCKET_NAME) + 1];
 	struct handoff *h;
 	mode_t old_mask;
 	socklen_t len;
-	int fd, ret;
+	int fd, dir_fd, ret;
 
+	/* Only for the messages: criu restore finds the socket by its relative name. */
+	if (getcwd(cwd, sizeof(cwd)))
+		snprintf(shown, sizeof(shown), "%s/%s", cwd, LAZY_SOCKET_NAME);
+	else
+		snprintf(shown, sizeof(shown), "%s", LAZY_SOCKET_NAME);
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -51,24 +187,37 @@ int handoff_listen(struct handoff **out)
 	}
 	memcpy(sa.sun_path, LAZY_SOCKET_NAME, sizeof(LAZY_SOCKET_NAME));
 	len = offsetof(struct sockaddr_un, sun_path) + strlen(LAZY_SOCKET_NAME);
-	if (unlink(LAZY_SOCKET_NAME) && errno != ENOENT) {
-		ret = -errno;
-		pr_err("cannot remove stale %s: %m", LAZY_SOCKET_NAME);
-		goto err_close;
+	/*
+	 * Two of our daemons starting in one work dir at once would each find no listener
+	 * and the second would take the first's name: the check and the bind are done
+	 * under a lock on the directory. Best effort: not every filesystem has flock.
+	 */
+	dir_fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd >= 0 && flock(dir_fd, LOCK_EX)) {
+		close(dir_fd);
+		dir_fd = -1;
 	}
+	ret = clear_socket_path(shown, &sa, len);
+	if (ret)
+		goto err_unlock;
 	/* The mode comes from the umask at bind(); a chmod afterwards would leave a window. */
 	old_mask = umask(0177);
 	ret = bind(fd, (struct sockaddr *)&sa, len);
 	umask(old_mask);
 	if (ret || listen(fd, 10)) {
 		ret = -errno;
-		pr_err("cannot listen on %s in the work directory: %m", LAZY_SOCKET_NAME);
-		goto err_close;
+		pr_err("cannot listen on %s: %m", shown);
+		goto err_unlock;
 	}
+	if (dir_fd >= 0)
+		close(dir_fd);
+	pr_info("listening on %s", shown);
 	h->listen_fd = fd;
 	*out = h;
 	return 0;
-err_close:
+err_unlock:
+	if (dir_fd >= 0)
+		close(dir_fd);
 	close(fd);
 err:
 	free(h);

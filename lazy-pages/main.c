@@ -26,6 +26,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: lazy-uffd COMMAND [OPTIONS]\n\ncommands:\n");
 	for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
 		fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
+	fprintf(out, "\noptions:\n  %-12s %s\n  %-12s %s\n", "-h, --help", "this text", "--version",
+		"print lazy-uffd's version");
 	fprintf(out, "\n'lazy-uffd COMMAND --help' describes each command.\n");
 }
 

@@ -5,9 +5,13 @@
  * with a few (the daemon's RSS is a target of its own).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "lazy_pages.h"
@@ -92,19 +96,13 @@ static void write_hist(FILE *f, const struct fault_stats *st)
 	fputs("]", f);
 }
 
-int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s,
-		     double from_uffd_s)
+static void write_json(FILE *f, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s,
+		       double from_uffd_s)
 {
 	uint64_t bytes = 0;
 	struct rusage ru;
-	FILE *f;
 	size_t i;
 
-	f = fopen(path, "w");
-	if (!f) {
-		pr_err("--stats %s: %m", path);
-		return -errno;
-	}
 	fprintf(f,
 		"{\n  \"wall_seconds\": %.6f,\n  \"populate_seconds\": %.6f,\n  \"populate_from_uffd_seconds\": %.6f,\n"
 		"  \"tasks\": [",
@@ -171,9 +169,84 @@ int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, doub
 		(unsigned long long)bytes, populate_s > 0 ? bytes / populate_s / 1e9 : 0.0,
 		from_uffd_s > 0 ? bytes / from_uffd_s / 1e9 : 0.0, ru.ru_maxrss,
 		ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
-	if (fclose(f)) {
-		pr_err("--stats %s: %m", path);
-		return -EIO;
+}
+
+static bool display;
+
+void stats_set_display(bool on)
+{
+	display = on;
+}
+
+int stats_write_json(const char *path, struct lazy_task **tasks, size_t nr, double wall_s, double populate_s,
+		     double from_uffd_s)
+{
+	char *tmp = NULL;
+	mode_t mask;
+	FILE *f = NULL;
+	int fd, ret;
+
+	/* --display-stats: the same JSON on stdout, as criu shows its stats on the console. */
+	if (display || !strcmp(path, "-")) {
+		write_json(stdout, tasks, nr, wall_s, populate_s, from_uffd_s);
+		fflush(stdout);
 	}
+	if (!strcmp(path, "-"))
+		return 0;
+
+	/*
+	 * Written beside PATH and renamed over it: whoever polls for the file (bench, a
+	 * script waiting for the daemon) never reads half of it, and an old file is never
+	 * half overwritten. Not fsync'ed: this is about readers, not crashes.
+	 */
+	if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+		tmp = NULL;
+		ret = -ENOMEM;
+		pr_err("--stats %s: %s", path, strerror(-ret));
+		goto fail;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pr_err("--stats %s: cannot create a file beside it: %m", path);
+		free(tmp);
+		tmp = NULL;
+		goto fail;
+	}
+	/* mkostemp makes it 0600; keep the mode a plain create would have given. */
+	mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, 0666 & ~mask))
+		pr_warn("--stats %s: chmod: %m", tmp);
+	f = fdopen(fd, "w");
+	if (!f) {
+		ret = -errno;
+		pr_err("--stats %s: %m", tmp);
+		close(fd);
+		goto fail;
+	}
+	write_json(f, tasks, nr, wall_s, populate_s, from_uffd_s);
+	ret = ferror(f) ? -EIO : 0;
+	if (fclose(f) && !ret)
+		ret = -errno;
+	f = NULL;
+	if (ret) {
+		pr_err("--stats %s: write: %s", tmp, strerror(-ret));
+		goto fail;
+	}
+	if (rename(tmp, path)) {
+		ret = -errno;
+		pr_err("--stats %s: rename from %s: %m", path, tmp);
+		goto fail;
+	}
+	free(tmp);
 	return 0;
+fail:
+	if (f)
+		fclose(f);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	return ret;
 }

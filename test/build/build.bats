@@ -12,6 +12,43 @@ load ../lib
 	cmp "$dest/usr/bin/lazy-uffd" "$LAZY_UFFD"
 	cmp "$dest/usr/lib/criu/lazy_uffd.so" "$LU_BUILD/lazy_uffd.so"
 	[ -x "$dest/usr/bin/criu-lazy-uffd" ]
+	cmp "$dest/usr/share/man/man1/lazy-uffd.1" "$LU_TOP/man/lazy-uffd.1"
+}
+
+@test "build: make uninstall removes exactly what make install put there" {
+	dest=$BATS_TEST_TMPDIR/root
+	mkdir -p "$dest/usr/bin" "$dest/usr/lib/criu" "$dest/usr/share/man/man1"
+	touch "$dest/usr/bin/other" "$dest/usr/lib/criu/other.so"
+	(cd "$dest" && find . | sort) >"$BATS_TEST_TMPDIR/before"
+	run make -s -C "$LU_TOP" install O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	[ "$status" -eq 0 ]
+	run make -s -C "$LU_TOP" uninstall O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	(cd "$dest" && find . | sort) >"$BATS_TEST_TMPDIR/after"
+	diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+	# Nothing installed: nothing to do, and no error.
+	run make -s -C "$LU_TOP" uninstall O="$LU_BUILD" PREFIX=/usr DESTDIR="$dest"
+	[ "$status" -eq 0 ]
+}
+
+@test "build: the man page renders without warnings and names every option of every --help" {
+	command -v man >/dev/null || { lu_skip "man is not installed"; return; }
+	run env LC_ALL=C MANWIDTH=200 man --warnings -l "$LU_TOP/man/lazy-uffd.1"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"lazy-uffd - lazy-pages daemon"* ]]
+	page=$output
+	run groff -man -Tascii -ww -z "$LU_TOP/man/lazy-uffd.1"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	opts=$(for c in "" daemon page-server show doctor; do "$LAZY_UFFD" $c --help; done |
+		grep -oE '(^|[^a-zA-Z0-9-])--?[a-zA-Z][a-zA-Z0-9-]*' | sed -E 's/^[^-]*//' | sort -u)
+	[ "$(echo "$opts" | wc -l)" -gt 40 ]
+	missing=
+	for o in $opts; do
+		grep -qE -- "(^|[^a-zA-Z0-9-])$o([^a-zA-Z0-9-]|\$)" <<<"$page" || missing+=" $o"
+	done
+	[ -z "$missing" ] || { echo "not in man/lazy-uffd.1:$missing"; false; }
 }
 
 @test "build: criu-lazy-uffd routes 'criu lazy-pages' to lazy-uffd and the rest to criu" {
@@ -64,6 +101,10 @@ load ../lib
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"usage: lazy-uffd COMMAND"* ]]
 	[[ "$output" == *"show"* ]]
+	[[ "$output" == *"--version"* ]]
+	run "$LAZY_UFFD" --version
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^lazy-uffd\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 	run "$LAZY_UFFD" frobnicate
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"lazy-uffd: error: unknown command 'frobnicate'"* ]]
