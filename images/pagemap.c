@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * pagemap-<pid>.img and its pages-<id>.img: entries normalised the way CRIU's reader
- * does (images.md section 6), checked for order and VMA containment, and given their
- * offsets in the pages file. The pages file is only opened and measured.
+ * does (images.md section 6), checked for order, VMA containment and agreeing page
+ * counts, and given their offsets in the pages file. The pages file is only opened and measured.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +29,17 @@ static int normalise(const PagemapEntry *pe, struct crimg_pme *p, bool *field5, 
 		return crimg_file_err(f, f->rec_off, err, -EINVAL, "vaddr 0x%llx is not page aligned",
 				      (unsigned long long)pe->vaddr);
 
+	/*
+	 * 4.2 writes 0 in field 2 beside its count in field 5, and 4.1 reads field 2 alone:
+	 * two counts that disagree mean a criu restore of either series places the pages
+	 * where we would not, and every later page of the pages file shifts with them.
+	 */
+	if (pe->has_nr_pages && pe->has_compat_nr_pages && pe->compat_nr_pages && pe->compat_nr_pages != pe->nr_pages)
+		return crimg_file_err(f, f->rec_off, err, -EINVAL,
+				      "entry at 0x%llx has two page counts that disagree: %u in field 2 (read by "
+				      "CRIU 4.1), %llu in field 5 (CRIU 4.2)",
+				      (unsigned long long)pe->vaddr, pe->compat_nr_pages,
+				      (unsigned long long)pe->nr_pages);
 	if (pe->has_nr_pages) {
 		nr = pe->nr_pages;
 		*field5 = true;

@@ -187,6 +187,7 @@ static int write_mm(const char *dir, const struct tw_task *t, enum tw_encoding e
 }
 
 bool tw_sparse_pages;
+uint64_t tw_field5_vaddr, tw_field5_nr;
 
 static int write_pages(const char *dir, uint32_t pages_id, const struct tw_pme *pmes, size_t n)
 {
@@ -253,6 +254,10 @@ static int write_pagemap(const char *dir, const struct tw_task *t, enum tw_encod
 			pe.nr_pages = p->nr;
 		} else {
 			pe.compat_nr_pages = p->nr;
+			if (tw_field5_nr && p->vaddr == tw_field5_vaddr) {
+				pe.has_nr_pages = true;
+				pe.nr_pages = tw_field5_nr;
+			}
 		}
 		if (p->flags == TW_INPARENT) {
 			pe.has_in_parent = true;
@@ -739,6 +744,18 @@ static int make_overflow(const char *dir)
 	return make_base_e1(dir, 0xfffffffffffff000ULL, 2, PE_PRESENT | PE_LAZY);
 }
 
+/* Entry 1 (offset 26) counts 2 pages in field 2 and 1 in field 5. */
+static int make_count_mismatch(const char *dir)
+{
+	int ret;
+
+	tw_field5_vaddr = base_pmes[1].vaddr;
+	tw_field5_nr = 1;
+	ret = make_base(dir);
+	tw_field5_nr = 0;
+	return ret;
+}
+
 static int make_missing_pages(const char *dir)
 {
 	return make_base(dir) || tw_unlink(dir, "pages-2.img");
@@ -868,6 +885,7 @@ const struct tw_scenario tw_scenarios[] = {
 	{"unaligned", make_unaligned, "an entry with an unaligned vaddr"},
 	{"overflow", make_overflow, "an entry running past 2^64"},
 	{"no-head", make_no_head, "a pagemap without its head"},
+	{"count-mismatch", make_count_mismatch, "an entry whose field 2 and field 5 counts differ"},
 	{"dup-pid", make_dup_pid, "two pstree records for pid 1"},
 	{"missing-pages", make_missing_pages, "no pages file"},
 	{"short-pages", make_short_pages, "a pages file one page short"},

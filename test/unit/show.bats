@@ -220,6 +220,10 @@ task 1 ppid 0 threads 1 pagemap 4.1 pages pages-2.img
 	expect_error overflow "$IMG/overflow/pagemap-1.img: offset 26: entry at 0xfffffffffffff000 with 2 pages runs past the end of the address space"
 }
 
+@test "show error: field 2 and field 5 page counts differ" {
+	expect_error count-mismatch "$IMG/count-mismatch/pagemap-1.img: offset 26: entry at 0x13000 has two page counts that disagree: 2 in field 2 (read by CRIU 4.1), 1 in field 5 (CRIU 4.2)"
+}
+
 @test "show error: pagemap without head" {
 	expect_error no-head "$IMG/no-head/pagemap-1.img: offset 8: no pagemap_head record"
 }
