@@ -101,10 +101,16 @@ int task_init_ranges(struct lazy_task *t)
 			stop = end < vma->end ? end : vma->end;
 			nr = (stop - start) >> PAGE_SHIFT;
 			if (!vma->lazy) {
-				pr_warn("task %d: lazy pages at 0x%llx in a VMA CRIU does not register; skipped",
-					t->vpid, (unsigned long long)start);
-				start = stop;
-				continue;
+				/*
+				 * crimg refuses such images; should one get here, the pages could
+				 * never be copied (the restorer leaves the VMA unregistered) and
+				 * the task would read zeros: unservable, not skippable.
+				 */
+				pr_err("task %d: lazy pages at 0x%llx in VMA 0x%llx-0x%llx (flags 0x%x), which CRIU "
+				       "does not register with userfaultfd: they cannot be served",
+				       t->vpid, (unsigned long long)start, (unsigned long long)vma->start,
+				       (unsigned long long)vma->end, vma->flags);
+				return -EINVAL;
 			}
 			last = t->nr_ranges ? &t->ranges[t->nr_ranges - 1] : NULL;
 			if (last && range_end(last) == start && start > vma->start) {

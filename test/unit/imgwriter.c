@@ -582,19 +582,24 @@ static const struct tw_pme base_pmes[] = {
 	{0x20000, 1, PE_PRESENT},
 };
 
-static int make_base_with(const char *dir, const struct tw_pme *pmes, size_t n)
+static int make_base_vmas(const char *dir, const struct tw_vma *vmas, const struct tw_pme *pmes, size_t n)
 {
 	struct tw_task t = {.pid = 1,
 			    .ppid = 0,
 			    .threads = {1},
 			    .nr_threads = 1,
 			    .pages_id = 2,
-			    .vmas = base_vmas,
+			    .vmas = vmas,
 			    .nr_vmas = ARRAY_SIZE(base_vmas),
 			    .pmes = pmes,
 			    .nr_pmes = n};
 
 	return tw_dump(dir, &t, 1, TW_41);
+}
+
+static int make_base_with(const char *dir, const struct tw_pme *pmes, size_t n)
+{
+	return make_base_vmas(dir, base_vmas, pmes, n);
 }
 
 static int make_base(const char *dir)
@@ -756,6 +761,27 @@ static int make_count_mismatch(const char *dir)
 	return ret;
 }
 
+/* base with the first VMA, holding entry 0 (offset 14, lazy), MAP_LOCKED. */
+static int make_lazy_locked(const char *dir)
+{
+	struct tw_vma v[ARRAY_SIZE(base_vmas)];
+
+	memcpy(v, base_vmas, sizeof(v));
+	v[0].flags |= 0x2000;
+	return make_base_vmas(dir, v, base_pmes, ARRAY_SIZE(base_pmes));
+}
+
+/* base with the second VMA MAP_SHARED: entry 1 (offset 26) straddles into it. */
+static int make_lazy_shared(const char *dir)
+{
+	struct tw_vma v[ARRAY_SIZE(base_vmas)];
+
+	memcpy(v, base_vmas, sizeof(v));
+	v[1].flags = 0x21;
+	v[1].status = 0x101;
+	return make_base_vmas(dir, v, base_pmes, ARRAY_SIZE(base_pmes));
+}
+
 static int make_missing_pages(const char *dir)
 {
 	return make_base(dir) || tw_unlink(dir, "pages-2.img");
@@ -886,6 +912,8 @@ const struct tw_scenario tw_scenarios[] = {
 	{"overflow", make_overflow, "an entry running past 2^64"},
 	{"no-head", make_no_head, "a pagemap without its head"},
 	{"count-mismatch", make_count_mismatch, "an entry whose field 2 and field 5 counts differ"},
+	{"lazy-locked", make_lazy_locked, "lazy pages in a MAP_LOCKED VMA"},
+	{"lazy-shared", make_lazy_shared, "an entry straddling into a MAP_SHARED VMA with lazy pages"},
 	{"dup-pid", make_dup_pid, "two pstree records for pid 1"},
 	{"missing-pages", make_missing_pages, "no pages file"},
 	{"short-pages", make_short_pages, "a pages file one page short"},
