@@ -152,6 +152,40 @@ lazy_refused() {
 	lazy_refused "$ZDTM_IMG/pagemap-1.img: offset ${BASH_REMATCH[1]}: entry at ${BASH_REMATCH[2]} has two page counts that disagree: ${BASH_REMATCH[3]} in field 2 (read by CRIU 4.1), ${BASH_REMATCH[4]} in field 5 (CRIU 4.2)"
 }
 
+@test "zdtm lazy ours: a daemon given other images than criu restore's kills the restored tree and exits 1" {
+	local mine=$ZDTM_DIR/img other=$ZDTM_DIR/other err i
+	# Two dumps of anon, as two programs would be: other layouts (sizes, ASLR), both pid 1.
+	ZDTM_IMG=$other
+	mkdir -p "$other"
+	zdtm_start anon --size 8M
+	zdtm_dump
+	rm -f "$ZDTM_PIDFILE" "$ZDTM_OUT"
+	ZDTM_IMG=$mine
+	zdtm_start anon --size 16M
+	zdtm_dump
+	# The daemon serves the other dump; criu restores this one.
+	ZDTM_IMG=$other zdtm_lazy_start_daemon ours
+	ZDTM_RWORK=$ZDTM_WORK
+	run zdtm_restore -W "$ZDTM_WORK" --lazy-pages
+	echo "$output"
+	ZDTM_RPID=$(cat "$ZDTM_WORK/restored.pid" 2>/dev/null) || ZDTM_RPID=
+	zdtm_lazy_wait
+	echo "daemon exit $ZDTM_DRC"
+	[ "$ZDTM_DRC" = 1 ]
+	err=$(grep ' Error ' "$ZDTM_WORK/lazy.log" | head -n 1)
+	echo "first error: $err"
+	[[ $err =~ \):\ task\ 1\ \(pid\ [0-9]+\):\ 0x[0-9a-f]+,\ lazy\ memory\ in\ $other/pagemap-1.img\ \(range\ 0x[0-9a-f]+-0x[0-9a-f]+,\ dump-time\ 0x[0-9a-f]+\),\ is\ in\ no\ VMA\ the\ restorer\ registered:\ criu\ restore\ restored\ this\ task\ from\ other\ images\ than\ the\ daemon\'s$ ]]
+	grep -q 'killing restored task 1 (pid [0-9]*)' "$ZDTM_WORK/lazy.log"
+	# Nothing runs on: the restored root (if criu got to write its pid) is gone, and the
+	# program never wrote a verdict.
+	for ((i = 0; i < 100; i++)); do
+		[ -n "$ZDTM_RPID" ] && zdtm_alive "$ZDTM_RPID" || break
+		sleep 0.05
+	done
+	[ -z "$ZDTM_RPID" ] || ! zdtm_alive "$ZDTM_RPID"
+	[ ! -e "$ZDTM_OUT" ]
+}
+
 # zdtm_run_detached DAEMON PROG [ARGS...]: a lazy restore with --daemon --pidfile.
 zdtm_run_detached() {
 	local daemon=$1
