@@ -25,6 +25,11 @@
  * is no parent (as for CRIU); it is an error only when an entry is PE_PARENT. Every
  * PE_PARENT range is resolved at open time, so an uncovered one fails crimg_open().
  *
+ * Refused as bad content too, though each entry alone would decode: a PE_LAZY entry in a
+ * VMA that is not lazy-eligible (MAP_SHARED, MAP_LOCKED, ...: the restorer never
+ * registers it, so those pages could never be served), and an entry with a count in both
+ * field 2 and field 5 that differ (CRIU 4.1 and 4.2 would read different layouts).
+ *
  * Objects returned by crimg_task() etc. live until crimg_close().
  */
 #ifndef LAZY_UFFD_CRIMG_H

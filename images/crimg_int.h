@@ -110,6 +110,8 @@ int crimg_core_load(const char *dir, struct crimg_task_img *t, struct crimg_erro
 
 /* mm.c */
 bool crimg_vma_lazy(uint32_t flags, uint32_t status);
+/* Which part of crimg_vma_lazy()'s test a VMA fails, for messages; NULL if it is lazy. */
+const char *crimg_vma_not_lazy_why(uint32_t flags, uint32_t status);
 int crimg_mm_load(const char *dir, struct crimg_task_img *t, struct crimg_error *err);
 
 /* pagemap.c */

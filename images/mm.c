@@ -25,6 +25,21 @@ bool crimg_vma_lazy(uint32_t flags, uint32_t status)
 	return !(status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL));
 }
 
+const char *crimg_vma_not_lazy_why(uint32_t flags, uint32_t status)
+{
+	if (!(flags & MAP_ANONYMOUS))
+		return "not anonymous";
+	if (!(flags & MAP_PRIVATE))
+		return flags & MAP_SHARED ? "MAP_SHARED" : "not MAP_PRIVATE";
+	if (flags & MAP_LOCKED)
+		return "MAP_LOCKED";
+	if (flags & MAP_HUGETLB)
+		return "MAP_HUGETLB";
+	if (status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL))
+		return "a kernel mapping (VDSO, VVAR or VSYSCALL)";
+	return NULL;
+}
+
 static int add_vmas(struct crimg_task_img *t, const MmEntry *mm, struct crimg_file *f, struct crimg_error *err)
 {
 	size_t i, n = 0;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * pagemap-<pid>.img and its pages-<id>.img: entries normalised the way CRIU's reader
- * does (images.md section 6), checked for order and VMA containment, and given their
- * offsets in the pages file. The pages file is only opened and measured.
+ * does (images.md section 6), checked for order, VMA containment (lazy entries in VMAs a
+ * lazy restore registers) and agreeing page counts, and given their offsets in the pages
+ * file. The pages file is only opened and measured.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,17 @@ static int normalise(const PagemapEntry *pe, struct crimg_pme *p, bool *field5, 
 		return crimg_file_err(f, f->rec_off, err, -EINVAL, "vaddr 0x%llx is not page aligned",
 				      (unsigned long long)pe->vaddr);
 
+	/*
+	 * 4.2 writes 0 in field 2 beside its count in field 5, and 4.1 reads field 2 alone:
+	 * two counts that disagree mean a criu restore of either series places the pages
+	 * where we would not, and every later page of the pages file shifts with them.
+	 */
+	if (pe->has_nr_pages && pe->has_compat_nr_pages && pe->compat_nr_pages && pe->compat_nr_pages != pe->nr_pages)
+		return crimg_file_err(f, f->rec_off, err, -EINVAL,
+				      "entry at 0x%llx has two page counts that disagree: %u in field 2 (read by "
+				      "CRIU 4.1), %llu in field 5 (CRIU 4.2)",
+				      (unsigned long long)pe->vaddr, pe->compat_nr_pages,
+				      (unsigned long long)pe->nr_pages);
 	if (pe->has_nr_pages) {
 		nr = pe->nr_pages;
 		*field5 = true;
@@ -71,9 +83,36 @@ static int normalise(const PagemapEntry *pe, struct crimg_pme *p, bool *field5, 
 	return 0;
 }
 
-/* Every page of P must lie in some VMA; adjacent VMAs may share an entry. */
-static int check_in_vmas(const struct crimg_task_img *t, const struct crimg_pme *p, struct crimg_file *f,
-			 struct crimg_error *err)
+/*
+ * Lazy pages in a VMA the restorer does not register with userfaultfd: criu restore
+ * --lazy-pages leaves every PE_LAZY page to the daemon, and no daemon can copy into an
+ * unregistered VMA, so the task would run on with zeros there. Only a damaged or edited
+ * image has them (criu dump applies the same test), and it is refused before any restore.
+ */
+static int lazy_in_unregistered(const char *dir, const struct crimg_task_img *t, const struct crimg_pme *p,
+				const struct crimg_vma *v, struct crimg_file *f, struct crimg_error *err)
+{
+	char name[32];
+	char *mm;
+	int ret;
+
+	snprintf(name, sizeof(name), "mm-%d.img", (int)t->pub.pid);
+	mm = crimg_path(dir, name);
+	if (!mm)
+		return crimg_err(err, -ENOMEM, "%s: out of memory", f->path);
+	ret = crimg_file_err(
+		f, f->rec_off, err, -EINVAL,
+		"entry 0x%llx-0x%llx has lazy pages in VMA 0x%llx-0x%llx of %s (flags 0x%x, status "
+		"0x%x: %s), which a lazy restore never registers with userfaultfd: they could not be served",
+		(unsigned long long)p->vaddr, (unsigned long long)crimg_pme_end(p), (unsigned long long)v->start,
+		(unsigned long long)v->end, mm, v->flags, v->status, crimg_vma_not_lazy_why(v->flags, v->status));
+	free(mm);
+	return ret;
+}
+
+/* Every page of P must lie in some VMA (adjacent VMAs may share an entry), a lazy one if P is lazy. */
+static int check_in_vmas(const char *dir, const struct crimg_task_img *t, const struct crimg_pme *p,
+			 struct crimg_file *f, struct crimg_error *err)
 {
 	uint64_t at = p->vaddr, end = crimg_pme_end(p);
 	size_t i = crimg_vma_lookup(&t->pub, at);
@@ -83,6 +122,8 @@ static int check_in_vmas(const struct crimg_task_img *t, const struct crimg_pme 
 			return crimg_file_err(
 				f, f->rec_off, err, -EINVAL, "entry 0x%llx-0x%llx: page 0x%llx is outside every VMA",
 				(unsigned long long)p->vaddr, (unsigned long long)end, (unsigned long long)at);
+		if ((p->flags & CRIMG_PE_LAZY) && !t->vmas[i].lazy)
+			return lazy_in_unregistered(dir, t, p, &t->vmas[i], f, err);
 		at = t->vmas[i].end;
 	}
 	return 0;
@@ -176,7 +217,7 @@ int crimg_pagemap_load(const char *dir, struct crimg_task_img *t, bool check_vma
 			}
 		}
 		if (check_vmas) {
-			ret = check_in_vmas(t, &p, &f, err);
+			ret = check_in_vmas(dir, t, &p, &f, err);
 			if (ret)
 				goto out;
 		}

@@ -45,6 +45,12 @@ enum uffd_res uffd_copy_mode(int uffd, uint64_t dst, const void *src, uint64_t l
 			     int *err);
 enum uffd_res uffd_zero(int uffd, uint64_t dst, uint64_t len, uint64_t *done, int *err);
 enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err);
+/*
+ * Whether PAGE lies in a VMA registered with a uffd, without touching memory: UFFD_OK
+ * yes, UFFD_NOENT no, UFFD_RETRY layout events are pending (cannot tell), UFFD_GONE the
+ * task exited; UFFD_FAILED anything else (*err).
+ */
+enum uffd_res uffd_probe_registered(int uffd, uint64_t page, int *err);
 /* Read up to N messages without blocking: count (0 when none), or -errno. */
 int uffd_read_msgs(int uffd, struct uffd_msg *msgs, int n);
 
@@ -173,6 +179,12 @@ size_t tree_kill(const int *pidfds, size_t nr, int wait_ms);
 
 /* Build the lazy ranges of T from its image: PE_LAZY entries, split at VMA ends. */
 int task_init_ranges(struct lazy_task *t);
+/*
+ * At the restore's finish word, every VMA the restorer registers is registered: each of
+ * T's lazy ranges must lie in a registered VMA, or criu restore restored T from other
+ * images than the daemon's (IMAGES, for the message). -EINVAL, logged, on a mismatch.
+ */
+int task_check_registered(const struct lazy_task *t, const char *images);
 /* Copy PARENT's remaining state into CHILD (EVENT_FORK). */
 int task_clone_ranges(struct lazy_task *child, const struct lazy_task *parent);
 void task_free_ranges(struct lazy_task *t);

@@ -1140,6 +1140,9 @@ static int handle_conn(struct daemon *d)
 		d->finish_ns = now_ns();
 		pr_info("restore finished: populating the remaining pages in the background");
 		for (i = 0; i < d->nr_tasks; i++)
+			if (task_check_registered(d->tasks[i], crimg_dir(d->img)))
+				return -EINVAL;
+		for (i = 0; i < d->nr_tasks; i++)
 			if (!d->tasks[i]->done && !d->tasks[i]->nr_pending)
 				task_finish(d, d->tasks[i], false);
 		return 0;

@@ -101,10 +101,16 @@ int task_init_ranges(struct lazy_task *t)
 			stop = end < vma->end ? end : vma->end;
 			nr = (stop - start) >> PAGE_SHIFT;
 			if (!vma->lazy) {
-				pr_warn("task %d: lazy pages at 0x%llx in a VMA CRIU does not register; skipped",
-					t->vpid, (unsigned long long)start);
-				start = stop;
-				continue;
+				/*
+				 * crimg refuses such images; should one get here, the pages could
+				 * never be copied (the restorer leaves the VMA unregistered) and
+				 * the task would read zeros: unservable, not skippable.
+				 */
+				pr_err("task %d: lazy pages at 0x%llx in VMA 0x%llx-0x%llx (flags 0x%x), which CRIU "
+				       "does not register with userfaultfd: they cannot be served",
+				       t->vpid, (unsigned long long)start, (unsigned long long)vma->start,
+				       (unsigned long long)vma->end, vma->flags);
+				return -EINVAL;
 			}
 			last = t->nr_ranges ? &t->ranges[t->nr_ranges - 1] : NULL;
 			if (last && range_end(last) == start && start > vma->start) {
@@ -130,6 +136,54 @@ int task_init_ranges(struct lazy_task *t)
 			start = stop;
 		}
 	}
+	return 0;
+}
+
+/*
+ * The restorer registers every lazy-eligible VMA of the images it restores, whole, before
+ * criu sends the finish word; the daemon's ranges come from its own images and are moved
+ * by every layout event read since. A range whose first or last page is in no registered
+ * VMA therefore means the two sets of images differ. One probe per end (no memory is
+ * touched): the ends catch a VMA missing, moved or shorter, and cost two ioctls a range.
+ * Pending events make the kernel say EAGAIN, never ENOENT, so a task changing its layout
+ * right after the finish word is not taken for a mismatch; such a task is not checked.
+ */
+int task_check_registered(const struct lazy_task *t, const char *images)
+{
+	size_t i;
+
+	if (t->done)
+		return 0;
+	for (i = 0; i < t->nr_ranges; i++) {
+		const struct lazy_range *r = &t->ranges[i];
+		uint64_t ends[2] = {r->start, range_end(r) - PAGE_SZ};
+		int j, err;
+
+		for (j = 0; j < 2; j++) {
+			switch (uffd_probe_registered(t->uffd, ends[j], &err)) {
+			case UFFD_OK:
+				continue;
+			case UFFD_NOENT:
+				pr_err("task %d (pid %d): 0x%llx, lazy memory in %s/pagemap-%d.img (range "
+				       "0x%llx-0x%llx, dump-time 0x%llx), is in no VMA the restorer registered: "
+				       "criu restore restored this task from other images than the daemon's",
+				       t->vpid, t->host_pid, (unsigned long long)ends[j], images, t->img->pid,
+				       (unsigned long long)r->start, (unsigned long long)range_end(r),
+				       (unsigned long long)r->img_start);
+				return -EINVAL;
+			case UFFD_RETRY:
+			case UFFD_GONE:
+				pr_debug("task %d: layout events pending or the task is gone: registration not checked",
+					 t->vpid);
+				return 0;
+			default:
+				pr_warn("task %d: cannot probe 0x%llx for registration: %s; not checked", t->vpid,
+					(unsigned long long)ends[j], strerror(err));
+				return 0;
+			}
+		}
+	}
+	pr_debug("task %d: its %zu lazy ranges are in registered VMAs", t->vpid, t->nr_ranges);
 	return 0;
 }
 

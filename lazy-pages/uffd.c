@@ -3,6 +3,7 @@
  * into an enum uffd_res here, so callers decide on meaning, not on numbers. */
 #include <errno.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -82,6 +83,41 @@ enum uffd_res uffd_wake(int uffd, uint64_t start, uint64_t len, int *err)
 	if (ioctl(uffd, UFFDIO_WAKE, &r) == 0)
 		return UFFD_OK;
 	*err = errno;
+	return classify(errno);
+}
+
+/*
+ * A copy that asks for write-protection into a VMA registered for missing faults only:
+ * the kernel finds the VMA (ENOENT when no registered VMA holds the range, EAGAIN while
+ * layout events are unread) and then refuses the mode (EINVAL) before it looks at a
+ * page. The source is a PROT_NONE page, so that a VMA registered for write-protect
+ * faults too (CRIU never asks for them) gets EFAULT rather than a page of ours. A kernel
+ * that refused the mode before the lookup would say EINVAL for every range: the probe
+ * then finds nothing wrong, never a false mismatch. Loop thread only.
+ */
+enum uffd_res uffd_probe_registered(int uffd, uint64_t page, int *err)
+{
+	static void *no_access = MAP_FAILED;
+	struct uffdio_copy c = {
+		.dst = page,
+		.len = PAGE_SZ,
+		.mode = UFFDIO_COPY_MODE_WP | UFFDIO_COPY_MODE_DONTWAKE,
+	};
+
+	if (no_access == MAP_FAILED) {
+		no_access = mmap(NULL, PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (no_access == MAP_FAILED) {
+			*err = errno;
+			return UFFD_FAILED;
+		}
+	}
+	c.src = (uint64_t)(uintptr_t)no_access;
+	*err = 0;
+	if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+		return UFFD_OK;
+	*err = errno;
+	if (errno == EINVAL || errno == EFAULT)
+		return UFFD_OK;
 	return classify(errno);
 }
 

@@ -1,15 +1,22 @@
 # test/tools/: programs the tests use, never installed. Included from test/zdtm/zdtm.mk.
 #
 # mkparent: builds parent-linked image directories from a real dump (see mkparent.c),
-# with the protobuf-c code that images/ generates from images/proto.
+# with the protobuf-c code that images/ generates from images/proto; img-edit the same way.
 
-TEST_TOOLS	:= $(O)/test/tools/mkparent $(O)/test/tools/touchbench
+TEST_TOOLS	:= $(O)/test/tools/mkparent $(O)/test/tools/touchbench $(O)/test/tools/img-edit
 
 TEST_PROGS	+= $(TEST_TOOLS)
 
 $(O)/obj/test/tools/mkparent.o: | $(O)/gen/pagemap.pb-c.h
 
 $(O)/test/tools/mkparent: $(O)/obj/test/tools/mkparent.o $(O)/obj/gen/pagemap.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+# img-edit: one precise damage to a real dump's mm or pagemap (see img-edit.c).
+$(O)/obj/test/tools/img-edit.o: | $(O)/gen/pagemap.pb-c.h $(O)/gen/mm.pb-c.h
+
+$(O)/test/tools/img-edit: $(O)/obj/test/tools/img-edit.o $(O)/obj/gen/pagemap.pb-c.o $(O)/obj/gen/mm.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
 

@@ -187,6 +187,7 @@ static int write_mm(const char *dir, const struct tw_task *t, enum tw_encoding e
 }
 
 bool tw_sparse_pages;
+uint64_t tw_field5_vaddr, tw_field5_nr;
 
 static int write_pages(const char *dir, uint32_t pages_id, const struct tw_pme *pmes, size_t n)
 {
@@ -253,6 +254,10 @@ static int write_pagemap(const char *dir, const struct tw_task *t, enum tw_encod
 			pe.nr_pages = p->nr;
 		} else {
 			pe.compat_nr_pages = p->nr;
+			if (tw_field5_nr && p->vaddr == tw_field5_vaddr) {
+				pe.has_nr_pages = true;
+				pe.nr_pages = tw_field5_nr;
+			}
 		}
 		if (p->flags == TW_INPARENT) {
 			pe.has_in_parent = true;
@@ -577,19 +582,24 @@ static const struct tw_pme base_pmes[] = {
 	{0x20000, 1, PE_PRESENT},
 };
 
-static int make_base_with(const char *dir, const struct tw_pme *pmes, size_t n)
+static int make_base_vmas(const char *dir, const struct tw_vma *vmas, const struct tw_pme *pmes, size_t n)
 {
 	struct tw_task t = {.pid = 1,
 			    .ppid = 0,
 			    .threads = {1},
 			    .nr_threads = 1,
 			    .pages_id = 2,
-			    .vmas = base_vmas,
+			    .vmas = vmas,
 			    .nr_vmas = ARRAY_SIZE(base_vmas),
 			    .pmes = pmes,
 			    .nr_pmes = n};
 
 	return tw_dump(dir, &t, 1, TW_41);
+}
+
+static int make_base_with(const char *dir, const struct tw_pme *pmes, size_t n)
+{
+	return make_base_vmas(dir, base_vmas, pmes, n);
 }
 
 static int make_base(const char *dir)
@@ -739,6 +749,39 @@ static int make_overflow(const char *dir)
 	return make_base_e1(dir, 0xfffffffffffff000ULL, 2, PE_PRESENT | PE_LAZY);
 }
 
+/* Entry 1 (offset 26) counts 2 pages in field 2 and 1 in field 5. */
+static int make_count_mismatch(const char *dir)
+{
+	int ret;
+
+	tw_field5_vaddr = base_pmes[1].vaddr;
+	tw_field5_nr = 1;
+	ret = make_base(dir);
+	tw_field5_nr = 0;
+	return ret;
+}
+
+/* base with the first VMA, holding entry 0 (offset 14, lazy), MAP_LOCKED. */
+static int make_lazy_locked(const char *dir)
+{
+	struct tw_vma v[ARRAY_SIZE(base_vmas)];
+
+	memcpy(v, base_vmas, sizeof(v));
+	v[0].flags |= 0x2000;
+	return make_base_vmas(dir, v, base_pmes, ARRAY_SIZE(base_pmes));
+}
+
+/* base with the second VMA MAP_SHARED: entry 1 (offset 26) straddles into it. */
+static int make_lazy_shared(const char *dir)
+{
+	struct tw_vma v[ARRAY_SIZE(base_vmas)];
+
+	memcpy(v, base_vmas, sizeof(v));
+	v[1].flags = 0x21;
+	v[1].status = 0x101;
+	return make_base_vmas(dir, v, base_pmes, ARRAY_SIZE(base_pmes));
+}
+
 static int make_missing_pages(const char *dir)
 {
 	return make_base(dir) || tw_unlink(dir, "pages-2.img");
@@ -868,6 +911,9 @@ const struct tw_scenario tw_scenarios[] = {
 	{"unaligned", make_unaligned, "an entry with an unaligned vaddr"},
 	{"overflow", make_overflow, "an entry running past 2^64"},
 	{"no-head", make_no_head, "a pagemap without its head"},
+	{"count-mismatch", make_count_mismatch, "an entry whose field 2 and field 5 counts differ"},
+	{"lazy-locked", make_lazy_locked, "lazy pages in a MAP_LOCKED VMA"},
+	{"lazy-shared", make_lazy_shared, "an entry straddling into a MAP_SHARED VMA with lazy pages"},
 	{"dup-pid", make_dup_pid, "two pstree records for pid 1"},
 	{"missing-pages", make_missing_pages, "no pages file"},
 	{"short-pages", make_short_pages, "a pages file one page short"},

@@ -48,6 +48,8 @@ struct tw_task {
 
 /* Pages files are made with ftruncate() (all holes, no page data) while this is set. */
 extern bool tw_sparse_pages;
+/* While tw_field5_nr is set, a TW_41 entry at tw_field5_vaddr also gets it as a second count in field 5. */
+extern uint64_t tw_field5_vaddr, tw_field5_nr;
 
 /* A full dump: inventory, pstree, core, and mm/pagemap/pages for live tasks. */
 int tw_dump(const char *dir, const struct tw_task *tasks, size_t n, enum tw_encoding enc);

@@ -220,6 +220,18 @@ task 1 ppid 0 threads 1 pagemap 4.1 pages pages-2.img
 	expect_error overflow "$IMG/overflow/pagemap-1.img: offset 26: entry at 0xfffffffffffff000 with 2 pages runs past the end of the address space"
 }
 
+@test "show error: field 2 and field 5 page counts differ" {
+	expect_error count-mismatch "$IMG/count-mismatch/pagemap-1.img: offset 26: entry at 0x13000 has two page counts that disagree: 2 in field 2 (read by CRIU 4.1), 1 in field 5 (CRIU 4.2)"
+}
+
+@test "show error: lazy pages in a MAP_LOCKED VMA" {
+	expect_error lazy-locked "$IMG/lazy-locked/pagemap-1.img: offset 14: entry 0x10000-0x12000 has lazy pages in VMA 0x10000-0x14000 of $IMG/lazy-locked/mm-1.img (flags 0x2022, status 0x201: MAP_LOCKED), which a lazy restore never registers with userfaultfd: they could not be served"
+}
+
+@test "show error: a lazy entry straddling into a MAP_SHARED VMA" {
+	expect_error lazy-shared "$IMG/lazy-shared/pagemap-1.img: offset 26: entry 0x13000-0x15000 has lazy pages in VMA 0x14000-0x16000 of $IMG/lazy-shared/mm-1.img (flags 0x21, status 0x101: MAP_SHARED), which a lazy restore never registers with userfaultfd: they could not be served"
+}
+
 @test "show error: pagemap without head" {
 	expect_error no-head "$IMG/no-head/pagemap-1.img: offset 8: no pagemap_head record"
 }

@@ -4,6 +4,7 @@
  * and keeping them right through faults, unmaps, removes, remaps and forks. Checked
  * against a page-by-page model under thousands of random operations.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +89,10 @@ static void test_init_split_merge(void)
 		{ .vaddr = ADDR(10), .nr_pages = 20, .flags = CRIMG_PE_LAZY | CRIMG_PE_PRESENT },
 		{ .vaddr = ADDR(30), .nr_pages = 80, .flags = CRIMG_PE_LAZY | CRIMG_PE_PRESENT }, /* straddles */
 		{ .vaddr = ADDR(110), .nr_pages = 10, .flags = CRIMG_PE_PRESENT },		   /* not lazy */
-		{ .vaddr = ADDR(150), .nr_pages = 60, .flags = CRIMG_PE_LAZY | CRIMG_PE_PRESENT }, /* into non-lazy */
+		{ .vaddr = ADDR(150), .nr_pages = 50, .flags = CRIMG_PE_LAZY | CRIMG_PE_PRESENT },
+		{ .vaddr = ADDR(250), .nr_pages = 10, .flags = CRIMG_PE_PRESENT }, /* non-lazy VMA */
 	};
-	struct crimg_task it = { .pid = 1, .nr_vmas = 3, .vmas = vmas, .nr_pmes = 4, .pmes = pmes };
+	struct crimg_task it = { .pid = 1, .nr_vmas = 3, .vmas = vmas, .nr_pmes = 5, .pmes = pmes };
 	struct lazy_task t = { .vpid = 1, .img = &it };
 
 	CHECK_EQ(task_init_ranges(&t), 0);
@@ -110,6 +112,21 @@ static void test_init_split_merge(void)
 	CHECK_EQ(task_find(&t, ADDR(115)), -1);
 	CHECK_EQ(task_find(&t, ADDR(199)), 2);
 	CHECK_EQ(task_find(&t, ADDR(200)), -1);
+	task_free_ranges(&t);
+}
+
+/* Lazy pages in a VMA the restorer leaves unregistered could never be copied. */
+static void test_init_lazy_in_unregistered(void)
+{
+	struct crimg_vma vmas[] = {
+		{ .start = ADDR(0), .end = ADDR(100), .lazy = true },
+		{ .start = ADDR(100), .end = ADDR(200), .flags = 0x2022, .lazy = false },
+	};
+	struct crimg_pme pme = { .vaddr = ADDR(90), .nr_pages = 20, .flags = CRIMG_PE_LAZY | CRIMG_PE_PRESENT };
+	struct crimg_task it = { .pid = 1, .nr_vmas = 2, .vmas = vmas, .nr_pmes = 1, .pmes = &pme };
+	struct lazy_task t = { .vpid = 1, .img = &it };
+
+	CHECK_EQ(task_init_ranges(&t), -EINVAL);
 	task_free_ranges(&t);
 }
 
@@ -238,6 +255,7 @@ static void test_random_ops(void)
 int main(void)
 {
 	test_init_split_merge();
+	test_init_lazy_in_unregistered();
 	test_runs();
 	test_random_ops();
 	return tu_done();

@@ -49,6 +49,10 @@ run_unit() {
 	run_unit test-ranges
 }
 
+@test "unit: at the finish word, lazy ranges outside registered VMAs are a mismatch (real uffd)" {
+	run_unit test-registered
+}
+
 @test "unit: access profiles are read back as written; damage is refused with file and offset" {
 	run_unit test-profile
 }

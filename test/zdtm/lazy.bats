@@ -102,6 +102,91 @@ teardown() {
 	zdtm_run_lazy criu anon --size 16M
 }
 
+# --- images no lazy restore can serve right: refused before the restore starts -------
+# A real dump of anon 64M, edited by build/test/tools/img-edit in one precise way.
+
+# lazy_refused MSG: our daemon on the edited ZDTM_IMG exits 1 before it listens, with
+# one Error line in its log, ending in MSG; criu restore --lazy-pages then fails before it
+# forks any task (nothing listens on the socket), so no restored process runs on.
+lazy_refused() {
+	local log=$ZDTM_WORK/lazy.log err out=$ZDTM_DIR/start.out rc=0
+	# Not in `run`'s subshell: a daemon that does start must stay known to teardown.
+	zdtm_lazy_start_daemon ours >"$out" || rc=$?
+	cat "$out"
+	[ "$rc" -ne 0 ]
+	[ "$(head -n 1 "$out")" = "zdtm: ours lazy-pages daemon exited (1) before it was ready" ]
+	err=$(grep ' Error ' "$log")
+	echo "daemon error: $err"
+	[ "$(wc -l <<<"$err")" = 1 ]
+	[[ $err == *"$1" ]]
+	ZDTM_RWORK=$ZDTM_WORK
+	run zdtm_restore -W "$ZDTM_WORK" --lazy-pages
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ ${lines[0]} == "zdtm: criu restore failed ("* ]]
+	grep -q 'connect to lazy-pages.socket failed' "$ZDTM_WORK/restore.log"
+	! grep -q 'Forking task' "$ZDTM_WORK/restore.log"
+	[ ! -e "$ZDTM_WORK/restored.pid" ]
+}
+
+@test "zdtm lazy ours: lazy pages in a VMA the mm image marks MAP_LOCKED are refused before the restore" {
+	local edit=$LU_BUILD/test/tools/img-edit out vma flags
+	zdtm_start anon --size 64M
+	zdtm_dump
+	# The anon buffer: the VMA with the most lazy pages (16384), MAP_LOCKED added.
+	out=$("$edit" vma-flags "$ZDTM_IMG" 1 0x2000)
+	echo "img-edit: $out"
+	[[ $out =~ ^vma\ (0x[0-9a-f]+-0x[0-9a-f]+)\ flags\ 0x[0-9a-f]+\ -\>\ (0x[0-9a-f]+),\ 16384\ lazy\ pages$ ]]
+	vma=${BASH_REMATCH[1]} flags=${BASH_REMATCH[2]}
+	lazy_refused "has lazy pages in VMA $vma of $ZDTM_IMG/mm-1.img (flags $flags, status 0x201: MAP_LOCKED), which a lazy restore never registers with userfaultfd: they could not be served"
+	grep ' Error ' "$ZDTM_WORK/lazy.log" | grep -qE "\): $ZDTM_IMG/pagemap-1.img: offset [0-9]+: entry 0x[0-9a-f]+-0x[0-9a-f]+ has lazy pages"
+}
+
+@test "zdtm lazy ours: a pagemap entry whose field 2 and field 5 counts differ is refused before the restore" {
+	local edit=$LU_BUILD/test/tools/img-edit out
+	zdtm_start anon --size 64M
+	zdtm_dump
+	# The first lazy entry of 2 pages or more gets field 5 = field 2 - 1.
+	out=$("$edit" count-mismatch "$ZDTM_IMG" 1)
+	echo "img-edit: $out"
+	[[ $out =~ ^entry\ at\ offset\ ([0-9]+)\ vaddr\ (0x[0-9a-f]+)\ field\ 2\ ([0-9]+)\ field\ 5\ ([0-9]+)$ ]]
+	lazy_refused "$ZDTM_IMG/pagemap-1.img: offset ${BASH_REMATCH[1]}: entry at ${BASH_REMATCH[2]} has two page counts that disagree: ${BASH_REMATCH[3]} in field 2 (read by CRIU 4.1), ${BASH_REMATCH[4]} in field 5 (CRIU 4.2)"
+}
+
+@test "zdtm lazy ours: a daemon given other images than criu restore's kills the restored tree and exits 1" {
+	local mine=$ZDTM_DIR/img other=$ZDTM_DIR/other err i
+	# Two dumps of anon, as two programs would be: other layouts (sizes, ASLR), both pid 1.
+	ZDTM_IMG=$other
+	mkdir -p "$other"
+	zdtm_start anon --size 8M
+	zdtm_dump
+	rm -f "$ZDTM_PIDFILE" "$ZDTM_OUT"
+	ZDTM_IMG=$mine
+	zdtm_start anon --size 16M
+	zdtm_dump
+	# The daemon serves the other dump; criu restores this one.
+	ZDTM_IMG=$other zdtm_lazy_start_daemon ours
+	ZDTM_RWORK=$ZDTM_WORK
+	run zdtm_restore -W "$ZDTM_WORK" --lazy-pages
+	echo "$output"
+	ZDTM_RPID=$(cat "$ZDTM_WORK/restored.pid" 2>/dev/null) || ZDTM_RPID=
+	zdtm_lazy_wait
+	echo "daemon exit $ZDTM_DRC"
+	[ "$ZDTM_DRC" = 1 ]
+	err=$(grep ' Error ' "$ZDTM_WORK/lazy.log" | head -n 1)
+	echo "first error: $err"
+	[[ $err =~ \):\ task\ 1\ \(pid\ [0-9]+\):\ 0x[0-9a-f]+,\ lazy\ memory\ in\ $other/pagemap-1.img\ \(range\ 0x[0-9a-f]+-0x[0-9a-f]+,\ dump-time\ 0x[0-9a-f]+\),\ is\ in\ no\ VMA\ the\ restorer\ registered:\ criu\ restore\ restored\ this\ task\ from\ other\ images\ than\ the\ daemon\'s$ ]]
+	grep -q 'killing restored task 1 (pid [0-9]*)' "$ZDTM_WORK/lazy.log"
+	# Nothing runs on: the restored root (if criu got to write its pid) is gone, and the
+	# program never wrote a verdict.
+	for ((i = 0; i < 100; i++)); do
+		[ -n "$ZDTM_RPID" ] && zdtm_alive "$ZDTM_RPID" || break
+		sleep 0.05
+	done
+	[ -z "$ZDTM_RPID" ] || ! zdtm_alive "$ZDTM_RPID"
+	[ ! -e "$ZDTM_OUT" ]
+}
+
 # zdtm_run_detached DAEMON PROG [ARGS...]: a lazy restore with --daemon --pidfile.
 zdtm_run_detached() {
 	local daemon=$1
