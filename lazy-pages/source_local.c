@@ -225,7 +225,8 @@ void source_put(struct source *s, const void *data, uint64_t nr)
 			start = b;
 		if (end > ((e + PAGE_SZ - 1) & ~(uintptr_t)(PAGE_SZ - 1)))
 			end = (e + PAGE_SZ - 1) & ~(uintptr_t)(PAGE_SZ - 1);
-		break;
+		/* Only ever inside a pages file's mapping: on memory of ours it would zero it. */
+		madvise((void *)start, end - start, MADV_DONTNEED);
+		return;
 	}
-	madvise((void *)start, end - start, MADV_DONTNEED);
 }
