@@ -280,6 +280,24 @@ static bool log_has(const char *needle)
 	return found;
 }
 
+/* The number after NEEDLE in the daemon's log. */
+static int log_pid(const char *needle, pid_t *pid)
+{
+	char line[1024], *p;
+	int ret = -1;
+	FILE *f = fopen(log_path, "re");
+
+	if (!f)
+		return -1;
+	while (ret && fgets(line, sizeof(line), f))
+		if ((p = strstr(line, needle))) {
+			*pid = (pid_t)atoi(p + strlen(needle));
+			ret = *pid > 0 ? 0 : -1;
+		}
+	fclose(f);
+	return ret;
+}
+
 static int kill_daemon(void)
 {
 	int st;
@@ -642,6 +660,78 @@ static int case_enoent_wake(void)
 	return send_finish() ? 1 : 0;
 }
 
+static void *fork_reader(void *arg)
+{
+	int *fds = arg;
+	pid_t c = fork();
+
+	if (!c)
+		reader_child(fds[0], fds[1]);
+	if (write(fds[2], &c, sizeof(c)) != sizeof(c))
+		_exit(1);
+	return NULL;
+}
+
+/*
+ * fork-in-failed-batch: one read of the uffd brings a fault the daemon cannot serve (its
+ * pages file was truncated under it) and, behind it, a FORK. The daemon fails on the
+ * fault; the FORK's child must not be lost with the rest of the batch: it dies with the
+ * tree, before it can read the pages nobody will copy.
+ */
+static int case_fork_in_failed_batch(void)
+{
+	int go[2], rep[2], pp[2], fds[3], st;
+	char pages[4200];
+	pid_t task, child = 0;
+
+	vma_pages = data_pages = 256;
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(go) || pipe(rep) || pipe(pp))
+		return 1;
+	snprintf(pages, sizeof(pages), "%s/pages-1.img", img_dir);
+	task = fork();
+	if (!task) {
+		pthread_t th, fk;
+
+		if (task_handover())
+			_exit(1);
+		if (truncate(pages, 0) || kill(daemon_pid, SIGSTOP))
+			_exit(1);
+		if (pthread_create(&th, NULL, faulter, (void *)(BASE + 100 * PG)))
+			_exit(1);
+		msleep(200); /* the fault is queued first, the FORK behind it */
+		fds[0] = go[0];
+		fds[1] = rep[1];
+		fds[2] = pp[1];
+		if (pthread_create(&fk, NULL, fork_reader, fds))
+			_exit(1);
+		msleep(200);
+		if (kill(daemon_pid, SIGCONT))
+			_exit(1);
+		pthread_join(fk, NULL);
+		pthread_join(th, NULL);
+		_exit(0);
+	}
+	track(task);
+	close(pp[1]);
+	close(rep[1]);
+	if (wait_status(daemon_pid, 15000, &st))
+		FAIL("the daemon did not end after a fault it could not serve");
+	daemon_pid = 0;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 1)
+		FAIL("the daemon should have exited 1");
+	if (!log_has("killing restored task 1"))
+		FAIL("the daemon did not say it killed the task");
+	/* The task may have been killed before its fork returned: the log names the child. */
+	if (read(pp[0], &child, sizeof(child)) != sizeof(child) && log_pid("forked after the restore is pid ", &child))
+		FAIL("neither the task nor the daemon's log named the forked child");
+	track(child);
+	if (write(go[1], "g", 1) != 1 && errno != EPIPE)
+		FAIL("telling the child: %m");
+	return expect_killed("the child forked behind the failed fault", child, 15000);
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
@@ -654,6 +744,8 @@ static const struct {
 	{ "deferred-overflow", case_deferred_overflow,
 	  "400 faults in a hole deferred behind a REMOVE event are all answered" },
 	{ "enoent-wake", case_enoent_wake, "a fault whose range moved away while it waited is woken" },
+	{ "fork-in-failed-batch", case_fork_in_failed_batch,
+	  "a FORK read behind a fault the daemon fails on: the child dies with the tree" },
 };
 
 int main(int argc, char **argv)

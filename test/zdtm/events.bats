@@ -57,3 +57,9 @@ run_case() {
 @test "events: a fault whose range moved away while it waited is woken (SIGSEGV there)" {
 	run_case enoent-wake
 }
+
+@test "events: a FORK read behind a fault the daemon fails on: the child dies with the tree" {
+	run_case fork-in-failed-batch
+	grep -q "task 1's child forked after the restore is pid" "$LOG"
+	grep -q "killing restored task 1 (pid [0-9]*): its memory cannot be completed" "$LOG"
+}
