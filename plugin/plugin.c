@@ -271,7 +271,28 @@ static int restore_init(void)
 	lu.restore = true;
 
 	if (lu.mode == LU_MODE_AUTO && !sys_err) {
-		lu_info("userfaultfd(2) works here: CRIU's uffds come from it (%s only if a task is refused)",
+		/*
+		 * criu may call userfaultfd(2), but a restored task in a user namespace may not
+		 * (vm.unprivileged_userfaultfd=0 asks for CAP_SYS_PTRACE in the initial one),
+		 * and its mount namespace may have no node: keep the device now, while criu can
+		 * open it, for such a task to fall back on. Not having it is no error here.
+		 */
+		devfd = uffd_dev_open(lu.device);
+		if (devfd >= 0 && uffd_probe(devfd, &lu.dev_features, &ioctls)) {
+			close(devfd);
+			devfd = -1;
+		}
+		if (devfd >= 0) {
+			lu.dev_probed = true;
+			if (!keep_device(devfd, where, sizeof(where))) {
+				lu_info("userfaultfd(2) works here: CRIU's uffds come from it; %s, opened now and %s, "
+					"serves a restored task whose own userfaultfd(2) is refused (a user namespace)",
+					lu.device, where);
+				return 0;
+			}
+		}
+		lu_info("userfaultfd(2) works here: CRIU's uffds come from it (%s, which criu cannot open now, "
+			"only if a task is refused)",
 			lu.device);
 		return 0;
 	}
