@@ -100,7 +100,11 @@ asan:
 # lazy-uffd built in build/tsan, then the suites that drive the daemon hardest run against
 # it, everything else as in make check. A race report makes the daemon exit 66, which
 # fails its test; the reports are build/tsan/report.PID.
-TSAN_SUITES := test/zdtm/lazy.bats test/zdtm/perf.bats test/zdtm/lazy-scenarios.bats test/zdtm/load.bats
+TSAN_SUITES := test/zdtm/lazy.bats test/zdtm/perf.bats test/zdtm/lazy-scenarios.bats test/zdtm/load.bats \
+	       test/zdtm/events.bats test/zdtm/remote-ours.bats
+# The page-server client's threads against CRIU's servers too, plain and TLS: a sample.
+TSAN_REMOTE := test/zdtm/remote-ps.bats test/zdtm/remote-dump.bats
+TSAN_REMOTE_FILTER := ^remote (ps|dump)( tls)?: (anon 64M|tree|threads)$$
 tsan: deps all $(TEST_PROGS)
 	@$(MAKE) --no-print-directory O=build/tsan SAN=thread build/tsan/lazy-uffd
 	@rm -rf build/tsan/run build/tsan/report.* && mkdir -p build/tsan/run && \
@@ -109,6 +113,9 @@ tsan: deps all $(TEST_PROGS)
 	@LAZY_UFFD_BUILD=$(abspath build/tsan/run) LAZY_UFFD_CRIU_ENV=$(abspath $(CRIU_ENV)) \
 		TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$(abspath build/tsan)/report" \
 		test/run.sh $(TSAN_SUITES)
+	@LAZY_UFFD_BUILD=$(abspath build/tsan/run) LAZY_UFFD_CRIU_ENV=$(abspath $(CRIU_ENV)) \
+		TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$(abspath build/tsan)/report" \
+		LAZY_UFFD_BATS_FILTER='$(TSAN_REMOTE_FILTER)' test/run.sh $(TSAN_REMOTE)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/criu $(DESTDIR)$(MANDIR)/man1

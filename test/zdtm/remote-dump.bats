@@ -332,7 +332,7 @@ killed_mid_transfer() {
 	killed_mid_transfer
 }
 
-@test "remote dump (tls): our daemon SIGKILLed mid-transfer: criu dump fails and the dumped tree runs on intact" {
+@test "remote dump tls: our daemon SIGKILLed mid-transfer: criu dump fails and the dumped tree runs on intact" {
 	ZDTM_REMOTE_TLS=1
 	killed_mid_transfer
 }
