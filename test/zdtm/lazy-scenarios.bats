@@ -74,6 +74,11 @@ zdtm_stats_pids() {
 	zdtm_run_lazy ours forkcheck --ballast $BALLAST
 	# The daemon followed both forks: the root, the child and the grandchild.
 	[ "$(grep -c '"forked_from": *1' "$ZDTM_STATS")" = 2 ]
+	# Each forked process is named by its own pid, found after its FORK event.
+	local pids
+	pids=$(grep -E '"forked_from": *1' "$ZDTM_STATS" | grep -oE '"host_pid": *[0-9]+' | grep -oE '[0-9]+$' | sort -u)
+	[ "$(grep -cvE '^0$' <<<"$pids")" = 2 ] || { echo "forked tasks' host pids: $pids"; return 1; }
+	grep -q "task 1's child forked after the restore is pid" "$ZDTM_WORK/lazy.log"
 }
 
 @test "zdtm scenario criu: fork after restore (child and grandchild read lazy pages, layout changes on each side)" {
