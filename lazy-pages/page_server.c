@@ -1080,9 +1080,9 @@ int cmd_page_server(int argc, char **argv)
 		sigaction(SIGINT, &sa, NULL);
 	}
 	status = serve(&srv, lfd, once);
+	pthread_mutex_lock(&srv.mu);
 	pr_info("page server done: %u sessions, %u failed, %u closed when idle", srv.next_id, srv.failed,
 		srv.idle_closed);
-	pthread_mutex_lock(&srv.mu);
 	if (srv.active) {
 		/* Stopped by a signal while sessions run: they use the images until exit. */
 		pthread_mutex_unlock(&srv.mu);
