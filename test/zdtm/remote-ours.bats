@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # Remote lazy restores served by our page server (`lazy-uffd page-server`): to our daemon
 # (urgent channel for faults), several restores from one dump, PE_LAZY|PE_PARENT chains,
-# and failure: a page server killed mid-transfer (restarted, or not) and a page server
-# that answers wrongly (test/tools/fake-ps). Source and destination in two network
+# and failure: a page server killed mid-transfer (restarted, or not), a page server
+# that answers wrongly (test/tools/fake-ps), and ours flooded with idle clients beyond
+# its fd limit or session cap (test/tools/idle-conns). Source and destination in two network
 # namespaces (remote.bash). Tests named "... ours: ..." use our daemon only (the plugin
 # suite runs those again with criu restricted); the one that also uses criu's daemon is
 # named "ours+criu".
