@@ -18,6 +18,7 @@
  * the backlog; the accept loop then backs off instead of spinning, and says so once a
  * minute at most.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -28,11 +29,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <stdarg.h>
 #include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -69,7 +69,7 @@
 /*
  * Sessions at once unless --max-sessions says otherwise: a restore by our daemon takes two
  * (main and urgent), so this is a hundred restores or more from one dump, and 256 threads
- * and their buffers are far from what a machine serving dumps can afford.
+ * and their pipes are well within what a machine serving dumps can afford.
  */
 #define DEFAULT_MAX_SESSIONS 256
 /* A session's fds: its socket and the splice pipe's two ends. */
