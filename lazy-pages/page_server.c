@@ -528,13 +528,21 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
 	snprintf(out, len, "%s:%d", host, port);
 }
 
-static const char *const limit_what[LIMIT_NR] = {
-	[LIMIT_SESSIONS] = "session cap",
-	[LIMIT_FDS] = "out of file descriptors",
-	[LIMIT_MEMORY] = "out of memory",
-	[LIMIT_THREADS] = "cannot start a thread",
-	[LIMIT_ACCEPT] = "accept failed",
-};
+static const char *limit_name(enum limit why)
+{
+	switch (why) {
+	case LIMIT_SESSIONS:
+		return "session cap";
+	case LIMIT_FDS:
+		return "out of file descriptors";
+	case LIMIT_MEMORY:
+		return "out of memory";
+	case LIMIT_THREADS:
+		return "cannot start a thread";
+	default:
+		return "accept failed";
+	}
+}
 
 /*
  * One line for a refusal (or a failed accept) of kind WHY, unless one was said less than
@@ -556,10 +564,10 @@ static void limit_hit(struct acceptor *a, enum limit why, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (l->said)
-		pr_warn("%s: %s (%lu times in the last %lld s; said at most once a minute)", limit_what[why], msg,
+		pr_warn("%s: %s (%lu times in the last %lld s; said at most once a minute)", limit_name(why), msg,
 			l->since, (long long)(now.tv_sec - l->last.tv_sec));
 	else
-		pr_warn("%s: %s (said at most once a minute)", limit_what[why], msg);
+		pr_warn("%s: %s (said at most once a minute)", limit_name(why), msg);
 	l->said = true;
 	l->last = now;
 	l->since = 0;
