@@ -90,6 +90,12 @@
 #define LIMIT_LOG_INTERVAL_S 60
 /* Connections refused in one go when out of fds (the spare fd trick): a bound, not a need. */
 #define MAX_DRAIN 256
+/*
+ * The listen backlog: a burst of clients beyond it has its handshakes dropped and retried
+ * one, three, seven seconds later, so the clients over the cap would hear of their
+ * refusal late (or, once an idle session ends, get in late).
+ */
+#define LISTEN_BACKLOG 128
 
 struct server {
 	const struct crimg *img;
@@ -488,7 +494,7 @@ static int listen_on(const char *address, int port)
 	/* Beyond net.core.rmem_max needs CAP_NET_ADMIN; the capped size still helps. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ REQUEST_RCVBUF }, sizeof(int)))
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ REQUEST_RCVBUF }, sizeof(int));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, LISTEN_BACKLOG)) {
 		pr_err("cannot listen on %s port %d: %m", address ? address : "any address", port);
 		goto err;
 	}
