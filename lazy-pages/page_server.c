@@ -10,7 +10,15 @@
  * defined refusal (ADD_F, no flags, 0 pages, address and pid echoed) and the session goes
  * on; a command we do not know ends the session with a logged error. Nothing a client
  * sends makes the server hang or crash, and one session's trouble is its own.
+ *
+ * Clients cannot exhaust it either: sessions are capped (--max-sessions, by default also
+ * by what the fd limit leaves room for) and one that sends nothing for --idle-timeout is
+ * closed. A connection beyond the cap, or one that finds no fd, memory or thread for it,
+ * is accepted and closed at once, so its client sees the refusal instead of waiting in
+ * the backlog; the accept loop then backs off instead of spinning, and says so once a
+ * minute at most.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -21,9 +29,11 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,6 +66,36 @@
  * thousands (set on the listening socket, so the window scale allows it).
  */
 #define REQUEST_RCVBUF (4 << 20)
+/*
+ * Sessions at once unless --max-sessions says otherwise: a restore by our daemon takes two
+ * (main and urgent), so this is a hundred restores or more from one dump, and 256 threads
+ * and their pipes are well within what a machine serving dumps can afford.
+ */
+#define DEFAULT_MAX_SESSIONS 256
+/* A session's fds: its socket and the splice pipe's two ends. */
+#define FDS_PER_SESSION 3
+/* Fds kept free beyond the sessions' share: the log, the spare fd, getaddrinfo's, TLS's. */
+#define FD_MARGIN 16
+/*
+ * Idle seconds before a session is closed unless --idle-timeout says otherwise. Our
+ * daemon connects before criu restore runs and its urgent channel can be quiet for long;
+ * both reconnect by themselves, so this only has to be long against a restore's set-up.
+ */
+#define DEFAULT_IDLE_TIMEOUT_S 300
+/* An --idle-timeout must fit a poll() timeout in milliseconds. */
+#define MAX_IDLE_TIMEOUT_S (INT_MAX / 1000)
+/* The accept loop's pause after running out of fds, memory or threads: it doubles to this. */
+#define MAX_BACKOFF_MS 1000
+/* A refusal, or a failing accept, is logged at most this often (per reason). */
+#define LIMIT_LOG_INTERVAL_S 60
+/* Connections refused in one go when out of fds (the spare fd trick): a bound, not a need. */
+#define MAX_DRAIN 256
+/*
+ * The listen backlog: a burst of clients beyond it has its handshakes dropped and retried
+ * one, three, seven seconds later, so the clients over the cap would hear of their
+ * refusal late (or, once an idle session ends, get in late).
+ */
+#define LISTEN_BACKLOG 128
 
 struct server {
 	const struct crimg *img;
@@ -63,12 +103,41 @@ struct server {
 	const char *address; /* for the TLS name check, as CRIU does */
 	enum ps_layout fallback;
 
+	unsigned int max_sessions;
+	unsigned int idle_timeout_s; /* 0: never */
+
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned int active;
 	unsigned int next_id;
 	unsigned int failed;
+	unsigned int idle_closed;
 	bool first_ended;
+};
+
+/* Why a connection was refused, or the accept loop paused; each is logged on its own clock. */
+enum limit {
+	LIMIT_SESSIONS,
+	LIMIT_FDS,
+	LIMIT_MEMORY,
+	LIMIT_THREADS,
+	LIMIT_ACCEPT, /* accept() failed in a way we do not know */
+	LIMIT_NR,
+};
+
+struct limit_log {
+	struct timespec last;
+	bool said;
+	unsigned long since; /* refusals (or failed accepts) since the last line */
+};
+
+/* The accept loop's state: only its thread touches it. */
+struct acceptor {
+	int lfd;
+	int spare; /* an fd given up to accept and refuse a connection when out of fds; -1 */
+	unsigned int backoff_ms;
+	unsigned long refused;
+	struct limit_log logs[LIMIT_NR];
 };
 
 struct session {
@@ -78,6 +147,7 @@ struct session {
 	char peer[INET6_ADDRSTRLEN + 8];
 	enum ps_layout layout;
 	uint64_t requests, pages, refused;
+	bool idled;  /* closed by us after --idle-timeout */
 	int pipe[2]; /* plain TCP: see SPLICE_PIPE_BYTES; -1 until the first GET */
 };
 
@@ -271,6 +341,8 @@ static void linger(struct session *s)
 /* Serve one connection; true if it ended well (CLOSE, or EOF between requests). */
 static bool serve_session(struct session *s)
 {
+	unsigned int idle_s = s->srv->idle_timeout_s;
+	int idle_ms = idle_s ? (int)idle_s * 1000 : -1;
 	uint8_t buf[PS_HDR_MAX];
 	bool first = true;
 	int ret;
@@ -280,8 +352,17 @@ static bool serve_session(struct session *s)
 		ssize_t n;
 		size_t want = first ? PS_LAYOUT_41 : ps_hdr_size(s->layout);
 
-		/* Idle between requests for as long as the client likes; a header comes whole. */
-		n = chan_recv(&s->ch, buf, want, -1);
+		/*
+		 * Idle between requests up to --idle-timeout: a connection that holds a thread
+		 * and fds and says nothing keeps a real restore out once the cap is reached.
+		 */
+		n = chan_recv(&s->ch, buf, want, idle_ms);
+		if (n == -ETIMEDOUT) {
+			pr_info("session %u (%s): nothing received for %u s (--idle-timeout): closing", s->id, s->peer,
+				idle_s);
+			s->idled = true;
+			return true;
+		}
 		if (n == 0) {
 			pr_info("session %u (%s): client closed the connection", s->id, s->peer);
 			return true;
@@ -367,7 +448,8 @@ static void *session_main(void *arg)
 	pr_info("session %u (%s): %llu requests, %llu pages served (%.1f MiB), %llu refused, %.3f s CPU%s", s->id,
 		s->peer, (unsigned long long)s->requests, (unsigned long long)s->pages, s->pages * 4096.0 / (1 << 20),
 		(unsigned long long)s->refused, cpu, ok ? "" : "; ended by an error");
-	chan_close(&s->ch, ok);
+	/* An idle client need not be waited for to close its side. */
+	chan_close(&s->ch, ok && !s->idled);
 	if (s->pipe[0] >= 0) {
 		close(s->pipe[0]);
 		close(s->pipe[1]);
@@ -376,6 +458,8 @@ static void *session_main(void *arg)
 	pthread_mutex_lock(&srv->mu);
 	if (!ok)
 		srv->failed++;
+	if (s->idled)
+		srv->idle_closed++;
 	if (s->id == 1)
 		srv->first_ended = true;
 	srv->active--;
@@ -400,7 +484,8 @@ static int listen_on(const char *address, int port)
 		pr_err("--address %s: %s", address ? address : "(any)", gai_strerror(ret));
 		return -EINVAL;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: connections are refused in a loop until none is left (refuse_pending). */
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		pr_err("socket: %m");
 		goto err;
@@ -409,7 +494,7 @@ static int listen_on(const char *address, int port)
 	/* Beyond net.core.rmem_max needs CAP_NET_ADMIN; the capped size still helps. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ REQUEST_RCVBUF }, sizeof(int)))
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){ REQUEST_RCVBUF }, sizeof(int));
-	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 16)) {
+	if (bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, LISTEN_BACKLOG)) {
 		pr_err("cannot listen on %s port %d: %m", address ? address : "any address", port);
 		goto err;
 	}
@@ -449,19 +534,213 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
 	snprintf(out, len, "%s:%d", host, port);
 }
 
+static const char *limit_name(enum limit why)
+{
+	switch (why) {
+	case LIMIT_SESSIONS:
+		return "session cap";
+	case LIMIT_FDS:
+		return "out of file descriptors";
+	case LIMIT_MEMORY:
+		return "out of memory";
+	case LIMIT_THREADS:
+		return "cannot start a thread";
+	default:
+		return "accept failed";
+	}
+}
+
+/*
+ * One line for a refusal (or a failed accept) of kind WHY, unless one was said less than
+ * LIMIT_LOG_INTERVAL_S ago: a flood of clients must not become a flood of log. The next
+ * line counts what was not said.
+ */
+static void limit_hit(struct acceptor *a, enum limit why, const char *fmt, ...)
+{
+	struct limit_log *l = &a->logs[why];
+	struct timespec now;
+	char msg[256];
+	va_list ap;
+
+	l->since++;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (l->said && now.tv_sec - l->last.tv_sec < LIMIT_LOG_INTERVAL_S)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (l->said)
+		pr_warn("%s: %s (%lu times in the last %lld s; said at most once a minute)", limit_name(why), msg,
+			l->since, (long long)(now.tv_sec - l->last.tv_sec));
+	else
+		pr_warn("%s: %s (said at most once a minute)", limit_name(why), msg);
+	l->said = true;
+	l->last = now;
+	l->since = 0;
+}
+
+/* Refuse FD's client where it can see it: the connection closes at once. */
+static void refuse_conn(struct acceptor *a, int fd)
+{
+	close(fd);
+	a->refused++;
+}
+
+/*
+ * Out of fds: give up the spare one to accept and refuse what waits in the backlog, so
+ * those clients see a closed connection instead of hanging, and the listening socket
+ * stops being readable (else poll() wakes at once, again and again). The count refused.
+ */
+static int refuse_pending(struct acceptor *a)
+{
+	int fd, n;
+
+	if (a->spare < 0)
+		return 0;
+	close(a->spare);
+	for (n = 0; n < MAX_DRAIN; n++) {
+		fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		refuse_conn(a, fd);
+	}
+	/* A session may take the fd meanwhile: then no spare until one ends. */
+	a->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return n;
+}
+
+/* Wait BACKOFF_MS, or until a session ends and gives back what it held. */
+static void back_off(struct server *srv, struct acceptor *a)
+{
+	struct timespec until;
+	unsigned int before;
+
+	a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : 10;
+	if (a->backoff_ms > MAX_BACKOFF_MS)
+		a->backoff_ms = MAX_BACKOFF_MS;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)(a->backoff_ms % 1000) * 1000000;
+	until.tv_sec += a->backoff_ms / 1000 + until.tv_nsec / 1000000000;
+	until.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&srv->mu);
+	before = srv->active;
+	while (srv->active == before && !stop_requested &&
+	       pthread_cond_timedwait(&srv->cv, &srv->mu, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&srv->mu);
+}
+
+static unsigned int active_sessions(struct server *srv)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&srv->mu);
+	n = srv->active;
+	pthread_mutex_unlock(&srv->mu);
+	return n;
+}
+
+/* accept() failed with ERR: refuse what can be refused, say why (rarely), pause if it helps. */
+static void accept_failed(struct server *srv, struct acceptor *a, int err)
+{
+	struct rlimit rl = {0};
+	int refused;
+
+	switch (err) {
+	case EINTR:
+	case EAGAIN:
+	case ECONNABORTED:
+	/* accept(2): errors of the new connection's network, to be treated like EAGAIN. */
+	case EPROTO:
+	case ENETDOWN:
+	case ENOPROTOOPT:
+	case EHOSTDOWN:
+	case ENONET:
+	case EHOSTUNREACH:
+	case EOPNOTSUPP:
+	case ENETUNREACH:
+		return;
+	case EMFILE:
+	case ENFILE:
+		getrlimit(RLIMIT_NOFILE, &rl);
+		refused = refuse_pending(a);
+		limit_hit(a, LIMIT_FDS,
+			  "%s (fd limit %llu, %u sessions): refusing connections (closed at once) until sessions end",
+			  strerror(err), (unsigned long long)rl.rlim_cur, active_sessions(srv));
+		/* The backlog is empty now: poll() sleeps until the next client, no need to. */
+		if (refused)
+			return;
+		break;
+	case ENOMEM:
+	case ENOBUFS:
+		limit_hit(a, LIMIT_MEMORY, "accept: %s (%u sessions): pausing until sessions end", strerror(err),
+			  active_sessions(srv));
+		break;
+	default:
+		limit_hit(a, LIMIT_ACCEPT, "%s", strerror(err));
+		break;
+	}
+	back_off(srv, a);
+}
+
+/* A thread for the session on FD from SS; 0, or -errno with FD closed (refused). */
+static int start_session(struct server *srv, struct acceptor *a, int fd, const struct sockaddr_storage *ss)
+{
+	struct session *s;
+	pthread_attr_t attr;
+	pthread_t thr;
+	int one = 1, rcv = 0, ret;
+	socklen_t rl = sizeof(rcv);
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		refuse_conn(a, fd);
+		limit_hit(a, LIMIT_MEMORY, "no memory for a session (%u sessions): refusing connections",
+			  active_sessions(srv));
+		return -ENOMEM;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->srv = srv;
+	s->ch.fd = fd;
+	s->pipe[0] = s->pipe[1] = -1;
+	s->layout = srv->fallback;
+	peer_name(ss, s->peer, sizeof(s->peer));
+	pthread_mutex_lock(&srv->mu);
+	s->id = ++srv->next_id;
+	srv->active++;
+	pthread_mutex_unlock(&srv->mu);
+	getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rl);
+	pr_info("session %u: connection from %s (receive buffer %d KiB)", s->id, s->peer, rcv / 1024);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&thr, &attr, session_main, s);
+	pthread_attr_destroy(&attr);
+	if (!ret)
+		return 0;
+	/* Threads (RLIMIT_NPROC, memory) ran out before the cap: a refusal, not a failure. */
+	refuse_conn(a, fd);
+	limit_hit(a, LIMIT_THREADS, "%s (%u sessions): refusing connections", strerror(ret), active_sessions(srv));
+	pthread_mutex_lock(&srv->mu);
+	srv->active--;
+	pthread_mutex_unlock(&srv->mu);
+	free(s);
+	return -ret;
+}
+
 /* Accept until stopped (or, with ONCE, until the first client's connections are over). */
 static int serve(struct server *srv, int lfd, bool once)
 {
+	struct acceptor a = {.lfd = lfd};
 	int status;
 
+	a.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (;;) {
 		struct pollfd p = {.fd = lfd, .events = POLLIN};
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		struct session *s;
-		pthread_attr_t attr;
-		pthread_t thr;
-		int fd, one = 1, ret;
+		unsigned int active;
+		int fd, ret;
 
 		pthread_mutex_lock(&srv->mu);
 		if (once && srv->first_ended) {
@@ -479,50 +758,75 @@ static int serve(struct server *srv, int lfd, bool once)
 			continue;
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-				pr_warn("accept: %m");
+			accept_failed(srv, &a, errno);
 			continue;
 		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		s = calloc(1, sizeof(*s));
-		if (!s) {
-			close(fd);
+		a.backoff_ms = 0;
+		if (a.spare < 0)
+			a.spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		active = active_sessions(srv);
+		if (active >= srv->max_sessions) {
+			refuse_conn(&a, fd);
+			limit_hit(&a, LIMIT_SESSIONS,
+				  "%u sessions (--max-sessions): refusing connections (closed at once) until one ends",
+				  active);
 			continue;
 		}
-		s->srv = srv;
-		s->ch.fd = fd;
-		s->pipe[0] = s->pipe[1] = -1;
-		s->layout = srv->fallback;
-		peer_name(&ss, s->peer, sizeof(s->peer));
-		pthread_mutex_lock(&srv->mu);
-		s->id = ++srv->next_id;
-		srv->active++;
-		pthread_mutex_unlock(&srv->mu);
-		{
-			int rcv = 0;
-			socklen_t rl = sizeof(rcv);
-
-			getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rl);
-			pr_info("session %u: connection from %s (receive buffer %d KiB)", s->id, s->peer, rcv / 1024);
-		}
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		ret = pthread_create(&thr, &attr, session_main, s);
-		pthread_attr_destroy(&attr);
-		if (ret) {
-			pr_err("cannot start a thread for session %u: %s", s->id, strerror(ret));
-			close(fd);
-			pthread_mutex_lock(&srv->mu);
-			srv->active--;
-			srv->failed++;
-			pthread_mutex_unlock(&srv->mu);
-			free(s);
-		}
+		start_session(srv, &a, fd, &ss);
 	}
+	if (a.spare >= 0)
+		close(a.spare);
 	pthread_mutex_lock(&srv->mu);
 	status = srv->failed ? 1 : 0;
 	pthread_mutex_unlock(&srv->mu);
+	if (a.refused)
+		pr_info("page server: %lu connections refused", a.refused);
 	return status;
+}
+
+/* Fds open now, from /proc/self/fd; 0 if that cannot be read. */
+static unsigned int fds_in_use(void)
+{
+	unsigned int n = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	dir = opendir("/proc/self/fd");
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n > 0 ? n - 1 : 0; /* the directory's own */
+}
+
+/*
+ * The session cap: --max-sessions, or by default as many as the fd limit leaves room for
+ * (up to DEFAULT_MAX_SESSIONS), so the cap refuses clients before accept() runs out of fds.
+ */
+static unsigned int session_cap(unsigned int asked)
+{
+	struct rlimit rl;
+	unsigned long long room = DEFAULT_MAX_SESSIONS, used = fds_in_use();
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY)
+		room = rl.rlim_cur > used + FD_MARGIN ? (rl.rlim_cur - used - FD_MARGIN) / FDS_PER_SESSION : 0;
+	if (room < 1)
+		room = 1;
+	if (asked) {
+		if (asked > room)
+			pr_warn("--max-sessions %u: the fd limit (%llu, %llu in use) has room for about %llu; "
+				"beyond that connections are refused for want of fds",
+				asked, (unsigned long long)rl.rlim_cur, used, room);
+		return asked;
+	}
+	if (room < DEFAULT_MAX_SESSIONS) {
+		pr_info("at most %llu sessions at once: what the fd limit (%llu) has room for", room,
+			(unsigned long long)rl.rlim_cur);
+		return (unsigned int)room;
+	}
+	return DEFAULT_MAX_SESSIONS;
 }
 
 static void usage(FILE *out)
@@ -541,6 +845,10 @@ static void usage(FILE *out)
 		     "                         clients' certificates must name ADDR, as with criu\n"
 		     "      --port PORT        TCP port (0 or none: the kernel picks one, printed at start)\n"
 		     "      --once             exit after the first client is done (status 0 if all went well)\n"
+		     "      --max-sessions N   sessions at once (default 256, or fewer if the fd limit has\n"
+		     "                         room for fewer); a connection beyond them is closed at once\n"
+		     "      --idle-timeout S   close a session that has sent nothing for S seconds\n"
+		     "                         (default 300; 0: never)\n"
 		     "  -d, --daemon           go to the background once listening\n"
 		     "      --pidfile FILE     with --daemon: write the server's pid here (relative to -W)\n"
 		     "      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
@@ -570,6 +878,8 @@ int cmd_page_server(int argc, char **argv)
 		OPT_TLS_KEY,
 		OPT_TLS_NO_CN,
 		OPT_NO_DEFAULT_CONFIG,
+		OPT_MAX_SESSIONS,
+		OPT_IDLE_TIMEOUT,
 	};
 	static const struct option longopts[] = {
 		{"images-dir", required_argument, NULL, 'D'},
@@ -577,6 +887,8 @@ int cmd_page_server(int argc, char **argv)
 		{"address", required_argument, NULL, OPT_ADDRESS},
 		{"port", required_argument, NULL, OPT_PORT},
 		{"once", no_argument, NULL, OPT_ONCE},
+		{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+		{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 		{"daemon", no_argument, NULL, 'd'},
 		{"pidfile", required_argument, NULL, OPT_PIDFILE},
 		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
@@ -594,7 +906,9 @@ int cmd_page_server(int argc, char **argv)
 	};
 	const char *images_dir = NULL, *work_dir = NULL, *log_file = NULL, *pidfile = NULL, *address = NULL;
 	int verbosity = LOG_WARN, status_fd = -1, port = 0, opt, lfd = -1, status = 1;
-	struct server srv = {.fallback = PS_LAYOUT_41};
+	struct server srv = {.fallback = PS_LAYOUT_41, .idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S};
+	pthread_condattr_t cattr;
+	unsigned long val;
 	struct tls_opts tls = {0};
 	bool once = false, daemonize = false;
 	struct crimg_error err;
@@ -637,6 +951,24 @@ int cmd_page_server(int argc, char **argv)
 			break;
 		case OPT_ONCE:
 			once = true;
+			break;
+		case OPT_MAX_SESSIONS:
+			errno = 0;
+			val = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || *optarg == '-' || !val || val > INT_MAX) {
+				pr_err("bad --max-sessions '%s' (a count, at least 1)", optarg);
+				return 2;
+			}
+			srv.max_sessions = (unsigned int)val;
+			break;
+		case OPT_IDLE_TIMEOUT:
+			errno = 0;
+			val = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || *optarg == '-' || val > MAX_IDLE_TIMEOUT_S) {
+				pr_err("bad --idle-timeout '%s' (seconds, 0 to %d)", optarg, MAX_IDLE_TIMEOUT_S);
+				return 2;
+			}
+			srv.idle_timeout_s = (unsigned int)val;
 			break;
 		case OPT_PIDFILE:
 			pidfile = optarg;
@@ -726,11 +1058,16 @@ int cmd_page_server(int argc, char **argv)
 		}
 	}
 	pthread_mutex_init(&srv.mu, NULL);
-	pthread_cond_init(&srv.cv, NULL);
+	/* The accept loop's back-off waits on it with a monotonic deadline. */
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv.cv, &cattr);
+	pthread_condattr_destroy(&cattr);
 
 	lfd = listen_on(address, port);
 	if (lfd < 0)
 		goto out;
+	srv.max_sessions = session_cap(srv.max_sessions);
 	if (daemonize) {
 		pid_t pid = fork();
 
@@ -757,8 +1094,9 @@ int cmd_page_server(int argc, char **argv)
 		sigaction(SIGINT, &sa, NULL);
 	}
 	status = serve(&srv, lfd, once);
-	pr_info("page server done: %u sessions, %u failed", srv.next_id, srv.failed);
 	pthread_mutex_lock(&srv.mu);
+	pr_info("page server done: %u sessions, %u failed, %u closed when idle", srv.next_id, srv.failed,
+		srv.idle_closed);
 	if (srv.active) {
 		/* Stopped by a signal while sessions run: they use the images until exit. */
 		pthread_mutex_unlock(&srv.mu);

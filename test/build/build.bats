@@ -78,6 +78,24 @@ load ../lib
 	[[ "$output" == *"images dir /nonexistent/dir: No such file or directory"* ]]
 }
 
+@test "build: lazy-uffd page-server documents --max-sessions and --idle-timeout, and refuses bad values with exit 2" {
+	run "$LAZY_UFFD" page-server --help
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"--max-sessions N   sessions at once (default 256"* ]]
+	[[ "$output" == *"--idle-timeout S   close a session that has sent nothing for S seconds"* ]]
+	local bad
+	for bad in 0 -1 x 2147483648; do
+		run "$LAZY_UFFD" page-server -D /tmp --max-sessions "$bad"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"bad --max-sessions '$bad'"* ]]
+	done
+	for bad in -1 x 2147484; do
+		run "$LAZY_UFFD" page-server -D /tmp --idle-timeout "$bad"
+		[ "$status" -eq 2 ]
+		[[ "$output" == *"bad --idle-timeout '$bad'"* ]]
+	done
+}
+
 @test "build: the plugin exports only its CRIU descriptor" {
 	run nm -D --defined-only "$LU_BUILD/lazy_uffd.so"
 	[ "$status" -eq 0 ]

@@ -3,8 +3,9 @@
 # scrub-lazy: overwrite lazy page data in an image dir (a destination copy must not be
 #             where a remote restore's pages come from)
 # fake-ps:    a page server that sends a malformed answer on purpose
+# idle-conns: many TCP connections that send nothing (a page server at its limits)
 
-REMOTE_TOOLS	:= $(O)/test/tools/scrub-lazy $(O)/test/tools/fake-ps
+REMOTE_TOOLS	:= $(O)/test/tools/scrub-lazy $(O)/test/tools/fake-ps $(O)/test/tools/idle-conns
 
 TEST_PROGS	+= $(REMOTE_TOOLS)
 
@@ -15,3 +16,7 @@ $(O)/test/tools/scrub-lazy: $(O)/obj/test/tools/scrub-lazy.o $(LIBCRIMG)
 $(O)/test/tools/fake-ps: $(O)/obj/test/tools/fake-ps.o $(LIBCRIMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+
+$(O)/test/tools/idle-conns: test/tools/idle-conns.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $<

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # Remote lazy restores served by our page server (`lazy-uffd page-server`): to our daemon
 # (urgent channel for faults), several restores from one dump, PE_LAZY|PE_PARENT chains,
-# and failure: a page server killed mid-transfer (restarted, or not) and a page server
-# that answers wrongly (test/tools/fake-ps). Source and destination in two network
+# and failure: a page server killed mid-transfer (restarted, or not), a page server
+# that answers wrongly (test/tools/fake-ps), and ours flooded with idle clients beyond
+# its fd limit or session cap (test/tools/idle-conns). Source and destination in two network
 # namespaces (remote.bash). Tests named "... ours: ..." use our daemon only (the plugin
 # suite runs those again with criu restricted); the one that also uses criu's daemon is
 # named "ours+criu".
@@ -298,4 +299,71 @@ ps_probe() {
 	zdtm_alive "$ZDTM_SRCPID"
 	kill -TERM "$ZDTM_SRCPID"
 	wait "$ZDTM_SRCPID" || true
+}
+
+# cpu_ticks PID: the process's user+system CPU time, in clock ticks (/proc/PID/stat).
+cpu_ticks() {
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# idle_flood_source LIMIT_LINE ARGS...: our page server on ZDTM_SRCIMG (ARGS and a 3 s
+# --idle-timeout added) takes 300 connections that never send a byte, opened 2 ms apart
+# from the destination namespace and held for 6 s. Every one must be closed by the server
+# within those 6 s (refused at once, or closed when idle), at little CPU, with one log
+# line matching LIMIT_LINE about the limit.
+idle_flood_source() {
+	local limit=$1 out t0 t1 n
+	shift
+	[ -x "$LU_BUILD/test/tools/idle-conns" ] ||
+		{ echo "$LU_BUILD/test/tools/idle-conns is not built ('make $LU_BUILD/test/tools/idle-conns')"; false; }
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_ps_start --idle-timeout 3 "$@"
+	t0=$(cpu_ticks "$ZDTM_SRCPID")
+	out=$("${ZDTM_DST_NS[@]}" timeout 30 "$LU_BUILD/test/tools/idle-conns" "$ZDTM_REMOTE_SRC_IP" \
+		"$ZDTM_REMOTE_PORT" 300 6 2)
+	t1=$(cpu_ticks "$ZDTM_SRCPID")
+	echo "idle-conns: $out"
+	echo "page server: $((t1 - t0)) ticks of CPU, log $(wc -c <"$ZDTM_DIR/ps.log") bytes"
+	grep -E 'Warn|Error' "$ZDTM_DIR/ps.log" | head -n 5
+	# Before the limits, accept() failing with EMFILE spun at 100% CPU (~6 s here) and
+	# logged ~100 MB, and idle sessions were never closed.
+	[ "$((t1 - t0))" -lt 50 ]
+	[ "$(wc -c <"$ZDTM_DIR/ps.log")" -lt 262144 ]
+	[ "$(grep -c "$limit" "$ZDTM_DIR/ps.log")" = 1 ]
+	! grep -q 'accept: ' "$ZDTM_DIR/ps.log"
+	[[ $out =~ ^connected\ 300\ failed\ 0\ pending\ 0\ closed_at_once\ ([0-9]+)\ closed_later\ ([0-9]+)\ open\ 0$ ]]
+	# Those beyond the limit were refused where the client sees it, at once; the rest
+	# (no more than 64 fds can hold) were closed for being idle.
+	[ "${BASH_REMATCH[1]}" -ge 236 ]
+	n=$(grep -c 'nothing received for 3 s (--idle-timeout): closing' "$ZDTM_DIR/ps.log")
+	[ "$n" -ge 1 ] && [ "$n" -le 64 ]
+}
+
+# idle_flood LIMIT_LINE ARGS...: idle_flood_source on a fresh dump, then, the idle
+# sessions gone, a lazy restore from that page server completes, byte for byte.
+idle_flood() {
+	local limit=$1
+	zdtm_start anon --size 64M --check-order random
+	zdtm_dump
+	idle_flood_source "$@"
+	zdtm_remote_copy
+	zdtm_remote_restore ours
+	zdtm_stop
+	zdtm_expect_pass
+	zdtm_lazy_finish
+	zdtm_remote_check_stats
+	zdtm_alive "$ZDTM_SRCPID"
+	[ "$(grep -c "$limit" "$ZDTM_DIR/ps.log")" = 1 ]
+	kill -TERM "$ZDTM_SRCPID"
+	zdtm_remote_finish_source
+}
+
+@test "remote ours: the page server out of fds (ulimit -n 64): idle clients refused at once or timed out, then a restore" {
+	ZDTM_REMOTE_SRC_WRAP=(bash -c 'ulimit -n 64 && exec "$@"' ulimit-64)
+	# A cap beyond what 64 fds hold, so accept() itself runs out.
+	idle_flood 'out of file descriptors: Too many open files (fd limit 64, ' --max-sessions 100
+}
+
+@test "remote ours: the page server at --max-sessions: idle clients refused at once or timed out, then a restore" {
+	idle_flood 'session cap: 4 sessions (--max-sessions): refusing connections' --max-sessions 4
 }
