@@ -905,7 +905,7 @@ int cmd_page_server(int argc, char **argv)
 		{},
 	};
 	const char *images_dir = NULL, *work_dir = NULL, *log_file = NULL, *pidfile = NULL, *address = NULL;
-	int verbosity = LOG_WARN, status_fd = -1, port = 0, opt, lfd = -1, status = 1;
+	int verbosity = LOG_WARN, status_fd = -1, port = 0, opt, lfd = -1, pidfile_fd = -1, status = 1;
 	struct server srv = {.fallback = PS_LAYOUT_41, .idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S};
 	pthread_condattr_t cattr;
 	unsigned long val;
@@ -1064,6 +1064,15 @@ int cmd_page_server(int argc, char **argv)
 	pthread_cond_init(&srv.cv, &cattr);
 	pthread_condattr_destroy(&cattr);
 
+	/*
+	 * Taken before the port, as the daemon does: a pidfile that exists means exit 1
+	 * with nothing left running, not a forked server nobody can name.
+	 */
+	if (daemonize && pidfile) {
+		pidfile_fd = daemon_create_pidfile(pidfile);
+		if (pidfile_fd < 0)
+			goto out;
+	}
 	lfd = listen_on(address, port);
 	if (lfd < 0)
 		goto out;
@@ -1076,7 +1085,10 @@ int cmd_page_server(int argc, char **argv)
 			goto out;
 		}
 		if (pid > 0)
-			_exit(pidfile && daemon_write_pidfile(pidfile, pid) ? 1 : 0);
+			_exit(pidfile_fd >= 0 && daemon_fill_pidfile(pidfile_fd, pidfile, pid) ? 1 : 0);
+		if (pidfile_fd >= 0)
+			close(pidfile_fd);
+		pidfile_fd = -1;
 		setsid();
 		daemon_null_stdio();
 	}
@@ -1107,6 +1119,11 @@ int cmd_page_server(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&srv.mu);
 out:
+	if (pidfile_fd >= 0) {
+		/* Ours, and empty: no server runs that it could name. */
+		close(pidfile_fd);
+		unlink(pidfile);
+	}
 	if (lfd >= 0)
 		close(lfd);
 	tls_creds_free(srv.creds);

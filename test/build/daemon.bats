@@ -241,3 +241,18 @@ no_daemon_with() {
 	[ "$status" -eq 1 ]
 	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Error \(lazy-pages/daemon\.c:[0-9]+\): --pidfile p: File exists$' "$WORK/lazy.log"
 }
+
+@test "page-server: --daemon --pidfile F with F present exits 1 before listening, and nothing is left serving" {
+	local port=$((27600 + RANDOM % 300)) out=$BATS_TEST_TMPDIR/ps.out
+	echo 123 >"$WORK/taken.pid"
+	status=0
+	timeout 10 "$LAZY_UFFD" page-server -D "$IMG" -W "$WORK" -v4 --address 127.0.0.1 --port "$port" \
+		--daemon --pidfile taken.pid </dev/null >"$out" 2>&1 || status=$?
+	cat "$out"
+	[ "$status" -eq 1 ]
+	grep -Eq 'Error \(lazy-pages/daemon\.c:[0-9]+\): --pidfile taken\.pid: File exists$' "$out"
+	! grep -q "listening on" "$out"
+	[ "$(cat "$WORK/taken.pid")" = 123 ]
+	sleep 0.2
+	[ -z "$(ss -Hltn "sport = :$port")" ]
+}
