@@ -44,8 +44,9 @@ run_daemon() {
 }
 
 # fake_restore: play criu restore's side of lazy-pages.socket in $WORK for the zombie
-# images: task 1 hands over a uffd with nothing registered (the daemon finds its range
-# gone and is done with it), task 2 is a zombie, then the finish word. The daemon exits 0.
+# images: task 1 hands over a uffd with the images' lazy VMA registered (the daemon copies
+# its page, or finds the task gone), task 2 is a zombie, then the finish word. The daemon
+# exits 0.
 fake_restore() {
 	python3 - "$WORK" <<-'EOF'
 		import array, ctypes, os, socket, struct, sys
@@ -59,6 +60,16 @@ fake_restore() {
 		api = bytearray(struct.pack("QQQ", 0xAA, 0, 0))
 		if libc.ioctl(uffd, 0xC018AA3F, (ctypes.c_char * 24).from_buffer(api)) < 0:
 		    sys.exit("UFFDIO_API: " + os.strerror(ctypes.get_errno()))
+		# The images' one lazy VMA, registered as the restorer does: the daemon checks it.
+		libc.mmap.restype = ctypes.c_void_p
+		libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+		# PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE
+		if libc.mmap(0x10000, 4096, 3, 0x02 | 0x20 | 0x100000, -1, 0) != 0x10000:
+		    print("mmap at 0x10000: " + os.strerror(ctypes.get_errno()))
+		    sys.exit(77)
+		reg = bytearray(struct.pack("QQQQ", 0x10000, 4096, 1, 0))
+		if libc.ioctl(uffd, 0xC020AA00, (ctypes.c_char * 32).from_buffer(reg)) < 0:
+		    sys.exit("UFFDIO_REGISTER: " + os.strerror(ctypes.get_errno()))
 		s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 		s.connect("lazy-pages.socket")
 		s.sendall(struct.pack("i", 1))
