@@ -174,7 +174,7 @@ again() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 6) }'
 	grep Error "$ZDTM_WORK/lazy.log"
 	# Whichever connection (main, or the urgent channel) gives up first says so.
-	grep -E 'Error .*page server 10\.77\.0\.1:27027: (main|urgent) connection closed by the server and not re-established within 3 s' "$ZDTM_WORK/lazy.log"
+	grep -E 'Error .*page server 10\.77\.0\.1:27027: (main|urgent) connection lost \(closed by the server\) and not re-established: no progress for 3 s' "$ZDTM_WORK/lazy.log"
 	grep -E 'Error .*page server 10\.77\.0\.1:27027: [0-9]+ lazy pages of [0-9]+ tasks cannot be served' "$ZDTM_WORK/lazy.log"
 	grep -q 'killing restored task' "$ZDTM_WORK/lazy.log"
 	for ((i = 0; i < 100; i++)); do
