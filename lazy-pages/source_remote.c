@@ -205,40 +205,73 @@ static int set_blocking(int fd)
 	return fl < 0 ? -errno : fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) ? -errno : 0;
 }
 
-/* One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY. */
-static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
+/* A TCP connect to AI within TIMEOUT_MS: the fd, or -errno. */
+static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
 	struct pollfd p;
-	struct timeval tv = {.tv_sec = 10};
-	int fd, ret, err = 0, one = 1;
+	int fd, ret, err = 0;
 	socklen_t len = sizeof(err);
 
-	ch->fd = -1;
-	ch->tls = NULL;
-	fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(why, why_len, "socket: %s", strerror(errno));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
 		return -errno;
-	}
-	ret = connect(fd, r->ai->ai_addr, r->ai->ai_addrlen);
+	ret = connect(fd, ai->ai_addr, ai->ai_addrlen);
 	if (ret && errno == EINPROGRESS) {
 		p = (struct pollfd){.fd = fd, .events = POLLOUT};
 		ret = poll(&p, 1, timeout_ms);
-		if (ret == 0) {
+		if (ret == 0)
 			err = ETIMEDOUT;
-		} else if (ret < 0) {
+		else if (ret < 0)
 			err = errno;
-		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
 			err = errno;
-		}
 	} else if (ret) {
 		err = errno;
 	}
 	if (err) {
-		snprintf(why, why_len, "connect: %s", strerror(err));
 		close(fd);
 		return -err;
 	}
+	return fd;
+}
+
+/*
+ * One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY.
+ * Every address the name has is tried in turn (a name may resolve to ::1 first for a
+ * server listening on 127.0.0.1 only), each with an equal share of the time left.
+ */
+static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
+{
+	struct timeval tv = {.tv_sec = 10};
+	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000;
+	const struct addrinfo *ai;
+	int fd = -ENOENT, ret, one = 1, n = 0, left;
+	size_t off = 0;
+
+	ch->fd = -1;
+	ch->tls = NULL;
+	for (ai = r->ai; ai; ai = ai->ai_next)
+		n++;
+	why[0] = 0;
+	for (ai = r->ai; ai; ai = ai->ai_next, n--) {
+		uint64_t now = mono_ns();
+		char host[64];
+
+		left = now < end ? (int)((end - now) / 1000000 / n) : 0;
+		fd = connect_one(ai, left > 50 ? left : 50);
+		if (fd >= 0)
+			break;
+		if (r->ai->ai_next && off < why_len) {
+			if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
+				snprintf(host, sizeof(host), "?");
+			off += snprintf(why + off, why_len - off, "%s%s: %s", off ? "; " : "connect: ", host,
+					strerror(-fd));
+		} else if (off < why_len) {
+			snprintf(why, why_len, "connect: %s", strerror(-fd));
+		}
+	}
+	if (fd < 0)
+		return fd;
 	set_blocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
