@@ -106,11 +106,11 @@ struct conn {
 	uint8_t pre[PS_HDR_MAX];
 	size_t pre_len;
 	/* Since the last progress (the receiver's): */
-	unsigned int losses;	  /* connections lost */
-	unsigned int backoff_ms;  /* wait before reconnecting: lost again at once is no way on */
-	uint64_t idle_bytes;	  /* bytes read */
-	uint64_t log_ns;	  /* a loss last logged */
-	bool loss_logged;	  /* the current loss was */
+	unsigned int losses;	 /* connections lost */
+	unsigned int backoff_ms; /* wait before reconnecting: lost again at once is no way on */
+	uint64_t idle_bytes;	 /* bytes read */
+	uint64_t log_ns;	 /* a loss last logged */
+	bool loss_logged;	 /* the current loss was */
 };
 
 struct remote {
@@ -359,7 +359,8 @@ static void conn_lost(struct conn *c, const char *why)
 			c->log_ns = now;
 			c->loss_logged = true;
 			if (c->losses == 1)
-				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s without progress "
+				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s without "
+					"progress "
 					"fails the restore)",
 					r->peer, c->name, why, r->o.reconnect_timeout);
 			else
@@ -388,8 +389,8 @@ static void conn_give_up(struct conn *c)
 			 (unsigned long long)c->idle_bytes);
 	else
 		snprintf(seen, sizeof(seen), "no data from the server");
-	fail(r, "page server %s: %s connection made no progress for %.0f s (--reconnect-timeout): %s", r->peer,
-	     c->name, r->o.reconnect_timeout, seen);
+	fail(r, "page server %s: %s connection made no progress for %.0f s (--reconnect-timeout): %s", r->peer, c->name,
+	     r->o.reconnect_timeout, seen);
 }
 
 /* Sleep MS, noticing a stop every 100 ms. */
@@ -495,8 +496,9 @@ static int conn_connect(struct conn *c)
 				     "%.0f s (--reconnect-timeout; %u attempts, last: %s)",
 				     r->peer, c->name, c->lost_why, r->o.reconnect_timeout, attempts, why);
 			else
-				fail(r, "page server %s: %s connection could not be made within %.0f s (%u attempts; "
-					"last: %s)",
+				fail(r,
+				     "page server %s: %s connection could not be made within %.0f s (%u attempts; "
+				     "last: %s)",
 				     r->peer, c->name, r->o.reconnect_timeout, attempts, why);
 			return -ETIMEDOUT;
 		}

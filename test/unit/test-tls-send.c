@@ -44,7 +44,7 @@ static int make_cert(const char *dir)
 {
 	gnutls_x509_privkey_t key = NULL;
 	gnutls_x509_crt_t crt = NULL;
-	gnutls_datum_t d = { NULL, 0 };
+	gnutls_datum_t d = {NULL, 0};
 	unsigned char serial = 1;
 	const char *cn = "lazy-uffd unit test";
 	time_t now = time(NULL);
@@ -107,7 +107,7 @@ struct peer {
 static void *peer_main(void *arg)
 {
 	struct peer *p = arg;
-	struct chan ch = { .fd = p->fd };
+	struct chan ch = {.fd = p->fd};
 	char b;
 
 	p->ret = chan_tls_start(&ch, creds, true, NULL, 5000, p->why, sizeof(p->why));
@@ -141,9 +141,9 @@ static double now_s(void)
 /* Send SEND_LEN bytes on FD's channel (TLS when TLS) that nobody reads. */
 static void stalled_send(bool tls)
 {
-	struct timeval tv = { .tv_sec = 1 };
-	struct peer p = { .ret = -1 };
-	struct chan ch = { .fd = -1 };
+	struct timeval tv = {.tv_sec = 1};
+	struct peer p = {.ret = -1};
+	struct chan ch = {.fd = -1};
 	int sv[2], q[2];
 	pthread_t thr;
 	uint8_t *buf;
@@ -194,7 +194,7 @@ out:
 
 int main(void)
 {
-	struct tls_opts o = { .on = true, .no_cn_verify = true };
+	struct tls_opts o = {.on = true, .no_cn_verify = true};
 	const char *dir = tu_tmpdir();
 
 	signal(SIGPIPE, SIG_IGN);
