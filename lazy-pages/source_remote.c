@@ -359,9 +359,8 @@ static void conn_lost(struct conn *c, const char *why)
 			c->log_ns = now;
 			c->loss_logged = true;
 			if (c->losses == 1)
-				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s without "
-					"progress "
-					"fails the restore)",
+				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s "
+					"without progress fails the restore)",
 					r->peer, c->name, why, r->o.reconnect_timeout);
 			else
 				pr_warn("page server %s: %s connection lost again (%s): %u times, no progress for "
@@ -393,6 +392,14 @@ static void conn_give_up(struct conn *c)
 	     r->o.reconnect_timeout, seen);
 }
 
+/* A loss without progress since the last: the next attempt waits longer, up to a limit. */
+static void conn_backoff(struct conn *c)
+{
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 20;
+	if (c->backoff_ms > MAX_BACKOFF_MS)
+		c->backoff_ms = MAX_BACKOFF_MS;
+}
+
 /* Sleep MS, noticing a stop every 100 ms. */
 static int conn_nap(struct conn *c, unsigned int ms)
 {
@@ -416,6 +423,7 @@ static int conn_connect(struct conn *c)
 	struct remote *r = c->r;
 	uint64_t deadline = conn_since(c) + timeout_ns(r);
 	unsigned int delay = 20, attempts = 0;
+	bool dial_failed = false;
 	char why[512] = "";
 
 	/* Lost again without progress: space the attempts out (rate-limits a reconnect loop). */
@@ -435,8 +443,19 @@ static int conn_connect(struct conn *c)
 
 		if (conn_stopping(c))
 			return -ECANCELED;
-		if (!attempts && now >= deadline) {
-			conn_give_up(c);
+		if (now >= deadline) {
+			if (!dial_failed)
+				conn_give_up(c);
+			else if (c->ever_up)
+				fail(r,
+				     "page server %s: %s connection lost (%s) and not re-established: no progress for "
+				     "%.0f s (--reconnect-timeout; %u attempts, last: %s)",
+				     r->peer, c->name, c->lost_why, r->o.reconnect_timeout, attempts, why);
+			else
+				fail(r,
+				     "page server %s: %s connection could not be made within %.0f s (%u attempts; "
+				     "last: %s)",
+				     r->peer, c->name, r->o.reconnect_timeout, attempts, why);
 			return -ETIMEDOUT;
 		}
 		attempts++;
@@ -444,6 +463,7 @@ static int conn_connect(struct conn *c)
 			   sizeof(why));
 		if (!ret && c->urgent)
 			ret = hello(r, &ch, why, sizeof(why));
+		dial_failed = ret != 0;
 		if (!ret) {
 			/*
 			 * send_mu held over the re-sends keeps new requests behind them (the
@@ -463,6 +483,11 @@ static int conn_connect(struct conn *c)
 				snprintf(why, sizeof(why), "sending requests after reconnecting failed: %s",
 					 strerror(-ret));
 				conn_lost(c, why);
+				conn_backoff(c);
+				now = mono_ns();
+				left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
+				if (conn_nap(c, (int)c->backoff_ms < left ? c->backoff_ms : (unsigned int)left))
+					return -ECANCELED;
 				continue;
 			}
 			if (c->ever_up) {
@@ -472,9 +497,7 @@ static int conn_connect(struct conn *c)
 				if (c->loss_logged)
 					pr_warn("page server %s: %s connection re-established after %.3f s", r->peer,
 						c->name, (mono_ns() - c->lost_ns) / 1e9);
-				c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 20;
-				if (c->backoff_ms > MAX_BACKOFF_MS)
-					c->backoff_ms = MAX_BACKOFF_MS;
+				conn_backoff(c);
 			}
 			c->ever_up = true;
 			return 0;
@@ -489,19 +512,8 @@ static int conn_connect(struct conn *c)
 			fail(r, "page server %s: %s", r->peer, why);
 			return ret;
 		}
-		if (mono_ns() >= deadline) {
-			if (c->ever_up)
-				fail(r,
-				     "page server %s: %s connection lost (%s) and not re-established: no progress for "
-				     "%.0f s (--reconnect-timeout; %u attempts, last: %s)",
-				     r->peer, c->name, c->lost_why, r->o.reconnect_timeout, attempts, why);
-			else
-				fail(r,
-				     "page server %s: %s connection could not be made within %.0f s (%u attempts; "
-				     "last: %s)",
-				     r->peer, c->name, r->o.reconnect_timeout, attempts, why);
-			return -ETIMEDOUT;
-		}
+		if (mono_ns() >= deadline)
+			continue; /* said at the top */
 		pr_debug("page server %s: %s connection attempt %u: %s", r->peer, c->name, attempts, why);
 		now = mono_ns();
 		left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
@@ -682,6 +694,7 @@ static void *conn_main(void *arg)
 		struct req *q;
 		struct ps_hdr h;
 		enum conn_state st;
+		bool bye;
 		int ret;
 
 		pthread_mutex_lock(&c->mu);
@@ -692,10 +705,11 @@ static void *conn_main(void *arg)
 			pthread_mutex_unlock(&c->mu);
 			break;
 		}
-		if (c->closing && st == C_UP && !q)
+		bye = c->closing && st == C_UP && !q;
+		if (bye)
 			c->state = C_CLOSING;
 		pthread_mutex_unlock(&c->mu);
-		if (c->closing && st == C_UP && !q) {
+		if (bye) {
 			/* Every answer is in: say goodbye (a lazy criu dump ends well only so). */
 			st = C_CLOSING;
 			pthread_mutex_lock(&c->send_mu);
