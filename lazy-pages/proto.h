@@ -87,7 +87,7 @@ struct chan {
  */
 int chan_tls_start(struct chan *c, struct tls_creds *creds, bool server, const char *name, int timeout_ms, char *why,
 		   size_t why_len);
-/* Send all of BUF; -errno (never SIGPIPE). */
+/* Send all of BUF; -errno (never SIGPIPE), -ETIMEDOUT once a SO_SNDTIMEO runs out, over TLS too. */
 int chan_send_all(struct chan *c, const void *buf, size_t len, bool more);
 /* Send LEN bytes of FD from OFF (sendfile, or read and encrypt under TLS). */
 int chan_send_file(struct chan *c, int fd, uint64_t off, uint64_t len);

@@ -44,7 +44,9 @@
 #define URGENT_SLOTS	   256
 #define URGENT_SLOT_PAGES  16
 #define MAX_RETRY_DELAY_MS 500
+#define MAX_BACKOFF_MS	   1000
 #define HELLO_TIMEOUT_MS   3000
+#define LOG_EVERY_NS	   (10 * 1000000000ULL)
 
 enum conn_state {
 	C_DOWN,	   /* not connected: the receiver is (re)connecting */
@@ -58,6 +60,7 @@ struct req {
 	struct conn *conn;
 	uint8_t *buf;
 	uint64_t cap;	   /* pages BUF holds */
+	uint64_t hw;	   /* most bytes of its answer read in any attempt (the receiver's) */
 	struct req *next;  /* FIFO of its connection, done queue, or free list */
 	struct req *iprev; /* in-flight list: the loop's view */
 	struct req *inext;
@@ -71,6 +74,22 @@ struct conn {
 	bool started;
 	pthread_t thr;
 	int wake; /* eventfd: the receiver, idle, looks at stop and closing again */
+
+	/*
+	 * Writes to ch, and its replacement or close; taken before mu, never under it, so
+	 * a send that blocks (a peer that stopped reading) holds up no one who only needs
+	 * the queue or the state, the receiver's stop and deadline checks among them.
+	 */
+	pthread_mutex_t send_mu;
+
+	/*
+	 * Start of the current span without progress (an answer completed, or a page of
+	 * one read beyond what any earlier attempt got). --reconnect-timeout bounds that
+	 * span, not each connection: a server that accepts and fails again, stalls or
+	 * trickles must not keep the restored tasks frozen forever. Atomic: the loop
+	 * starts the clock when it asks an idle connection for something.
+	 */
+	uint64_t since_ns;
 
 	/* Under mu: */
 	pthread_mutex_t mu;
@@ -86,6 +105,12 @@ struct conn {
 	/* The receiver's alone: bytes read while nothing was owed (the next answer's start). */
 	uint8_t pre[PS_HDR_MAX];
 	size_t pre_len;
+	/* Since the last progress (the receiver's): */
+	unsigned int losses;	 /* connections lost */
+	unsigned int backoff_ms; /* wait before reconnecting: lost again at once is no way on */
+	uint64_t idle_bytes;	 /* bytes read */
+	uint64_t log_ns;	 /* a loss last logged */
+	bool loss_logged;	 /* the current loss was */
 };
 
 struct remote {
@@ -123,6 +148,30 @@ static uint64_t mono_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+static uint64_t timeout_ns(const struct remote *r)
+{
+	return (uint64_t)(r->o.reconnect_timeout * 1e9);
+}
+
+static uint64_t conn_since(struct conn *c)
+{
+	return __atomic_load_n(&c->since_ns, __ATOMIC_RELAXED);
+}
+
+static void conn_set_since(struct conn *c, uint64_t now)
+{
+	__atomic_store_n(&c->since_ns, now, __ATOMIC_RELAXED);
+}
+
+/* The receiver saw progress: the clock and the reconnect backoff start again. */
+static void conn_progress(struct conn *c, uint64_t now)
+{
+	conn_set_since(c, now);
+	c->losses = 0;
+	c->backoff_ms = 0;
+	c->idle_bytes = 0;
+}
+
 static void notify(struct remote *r)
 {
 	uint64_t one = 1;
@@ -156,41 +205,74 @@ static int set_blocking(int fd)
 	return fl < 0 ? -errno : fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) ? -errno : 0;
 }
 
-/* One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY. */
-static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
+/* A TCP connect to AI within TIMEOUT_MS: the fd, or -errno. */
+static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
 	struct pollfd p;
-	struct timeval tv = {.tv_sec = 10};
-	struct linger reset_on_close = {.l_onoff = 1, .l_linger = 0};
-	int fd, ret, err = 0, one = 1;
+	int fd, ret, err = 0;
 	socklen_t len = sizeof(err);
 
-	ch->fd = -1;
-	ch->tls = NULL;
-	fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(why, why_len, "socket: %s", strerror(errno));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
 		return -errno;
-	}
-	ret = connect(fd, r->ai->ai_addr, r->ai->ai_addrlen);
+	ret = connect(fd, ai->ai_addr, ai->ai_addrlen);
 	if (ret && errno == EINPROGRESS) {
 		p = (struct pollfd){.fd = fd, .events = POLLOUT};
 		ret = poll(&p, 1, timeout_ms);
-		if (ret == 0) {
+		if (ret == 0)
 			err = ETIMEDOUT;
-		} else if (ret < 0) {
+		else if (ret < 0)
 			err = errno;
-		} else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)) {
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
 			err = errno;
-		}
 	} else if (ret) {
 		err = errno;
 	}
 	if (err) {
-		snprintf(why, why_len, "connect: %s", strerror(err));
 		close(fd);
 		return -err;
 	}
+	return fd;
+}
+
+/*
+ * One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY.
+ * Every address the name has is tried in turn (a name may resolve to ::1 first for a
+ * server listening on 127.0.0.1 only), each with an equal share of the time left.
+ */
+static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
+{
+	struct timeval tv = {.tv_sec = 10};
+	struct linger reset_on_close = {.l_onoff = 1, .l_linger = 0};
+	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000;
+	const struct addrinfo *ai;
+	int fd = -ENOENT, ret, one = 1, n = 0, left;
+	size_t off = 0;
+
+	ch->fd = -1;
+	ch->tls = NULL;
+	for (ai = r->ai; ai; ai = ai->ai_next)
+		n++;
+	why[0] = 0;
+	for (ai = r->ai; ai; ai = ai->ai_next, n--) {
+		uint64_t now = mono_ns();
+		char host[64];
+
+		left = now < end ? (int)((end - now) / 1000000 / n) : 0;
+		fd = connect_one(ai, left > 50 ? left : 50);
+		if (fd >= 0)
+			break;
+		if (r->ai->ai_next && off < why_len) {
+			if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST))
+				snprintf(host, sizeof(host), "?");
+			off += snprintf(why + off, why_len - off, "%s%s: %s", off ? "; " : "connect: ", host,
+					strerror(-fd));
+		} else if (off < why_len) {
+			snprintf(why, why_len, "connect: %s", strerror(-fd));
+		}
+	}
+	if (fd < 0)
+		return fd;
 	set_blocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
@@ -256,23 +338,88 @@ static bool conn_stopping(struct conn *c)
 	return stop;
 }
 
-/* The connection broke: close it; the receiver reconnects. Takes c->mu. */
+/*
+ * The connection broke: close it; the receiver reconnects. Takes send_mu and mu. A
+ * server that accepts and fails again at once must not fill the log: after the first
+ * loss, one line per LOG_EVERY_NS.
+ */
 static void conn_lost(struct conn *c, const char *why)
 {
 	struct remote *r = c->r;
+	uint64_t now = mono_ns();
 
 	c->pre_len = 0;
+	/* Wakes a send blocked on a peer that does not read, so send_mu comes free. */
+	chan_shutdown(&c->ch);
+	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
 	if (c->state == C_UP || c->state == C_CLOSING) {
 		chan_close(&c->ch, false);
 		c->state = C_DOWN;
-		c->lost_ns = mono_ns();
+		c->lost_ns = now;
 		snprintf(c->lost_why, sizeof(c->lost_why), "%s", why);
-		if (!c->stop && !c->closing)
-			pr_warn("page server %s: %s connection lost (%s); reconnecting for up to %.0f s", r->peer,
-				c->name, why, r->o.reconnect_timeout);
+		c->losses++;
+		/* Nothing was owed: idle time was no stall, the clock starts now. */
+		if (!c->head)
+			conn_set_since(c, now);
+		c->loss_logged = false;
+		if (!c->stop && !c->closing && (!c->log_ns || now - c->log_ns >= LOG_EVERY_NS)) {
+			c->log_ns = now;
+			c->loss_logged = true;
+			if (c->losses == 1)
+				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s "
+					"without progress fails the restore)",
+					r->peer, c->name, why, r->o.reconnect_timeout);
+			else
+				pr_warn("page server %s: %s connection lost again (%s): %u times, no progress for "
+					"%.1f s",
+					r->peer, c->name, why, c->losses, (now - conn_since(c)) / 1e9);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->send_mu);
+}
+
+/* No progress for the reconnect timeout: fail the source, saying what was seen. */
+static void conn_give_up(struct conn *c)
+{
+	struct remote *r = c->r;
+	char seen[400];
+
+	if (c->losses)
+		snprintf(seen, sizeof(seen), "the connection was lost %u time%s (last: %s), re-established each time",
+			 c->losses, c->losses > 1 ? "s" : "", c->lost_why);
+	else if (c->idle_bytes)
+		snprintf(seen, sizeof(seen),
+			 "%llu bytes came in that time, not one page more than before (a stalled or "
+			 "trickling server)",
+			 (unsigned long long)c->idle_bytes);
+	else
+		snprintf(seen, sizeof(seen), "no data from the server");
+	fail(r, "page server %s: %s connection made no progress for %.0f s (--reconnect-timeout): %s", r->peer, c->name,
+	     r->o.reconnect_timeout, seen);
+}
+
+/* A loss without progress since the last: the next attempt waits longer, up to a limit. */
+static void conn_backoff(struct conn *c)
+{
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 20;
+	if (c->backoff_ms > MAX_BACKOFF_MS)
+		c->backoff_ms = MAX_BACKOFF_MS;
+}
+
+/* Sleep MS, noticing a stop every 100 ms. */
+static int conn_nap(struct conn *c, unsigned int ms)
+{
+	while (ms) {
+		unsigned int step = ms < 100 ? ms : 100;
+
+		if (conn_stopping(c))
+			return -ECANCELED;
+		usleep(step * 1000);
+		ms -= step;
+	}
+	return conn_stopping(c) ? -ECANCELED : 0;
 }
 
 /*
@@ -282,10 +429,19 @@ static void conn_lost(struct conn *c, const char *why)
 static int conn_connect(struct conn *c)
 {
 	struct remote *r = c->r;
-	uint64_t deadline = c->lost_ns + (uint64_t)(r->o.reconnect_timeout * 1e9);
+	uint64_t deadline = conn_since(c) + timeout_ns(r);
 	unsigned int delay = 20, attempts = 0;
+	bool dial_failed = false;
 	char why[512] = "";
 
+	/* Lost again without progress: space the attempts out (rate-limits a reconnect loop). */
+	if (c->backoff_ms) {
+		uint64_t now = mono_ns();
+		uint64_t left_ms = now < deadline ? (deadline - now) / 1000000 : 0;
+
+		if (conn_nap(c, c->backoff_ms < left_ms ? c->backoff_ms : (unsigned int)left_ms))
+			return -ECANCELED;
+	}
 	for (;;) {
 		uint64_t now = mono_ns();
 		int left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
@@ -295,28 +451,61 @@ static int conn_connect(struct conn *c)
 
 		if (conn_stopping(c))
 			return -ECANCELED;
+		if (now >= deadline) {
+			if (!dial_failed)
+				conn_give_up(c);
+			else if (c->ever_up)
+				fail(r,
+				     "page server %s: %s connection lost (%s) and not re-established: no progress for "
+				     "%.0f s (--reconnect-timeout; %u attempts, last: %s)",
+				     r->peer, c->name, c->lost_why, r->o.reconnect_timeout, attempts, why);
+			else
+				fail(r,
+				     "page server %s: %s connection could not be made within %.0f s (%u attempts; "
+				     "last: %s)",
+				     r->peer, c->name, r->o.reconnect_timeout, attempts, why);
+			return -ETIMEDOUT;
+		}
 		attempts++;
 		ret = dial(r, &ch, left < 1000 ? (left > 50 ? left : 50) : (left < 5000 ? left : 5000), why,
 			   sizeof(why));
 		if (!ret && c->urgent)
 			ret = hello(r, &ch, why, sizeof(why));
+		dial_failed = ret != 0;
 		if (!ret) {
+			/*
+			 * send_mu held over the re-sends keeps new requests behind them (the
+			 * loop's remote_get waits for it); the queue cannot change meanwhile, as
+			 * only the loop appends, under send_mu, and only this thread removes.
+			 */
+			pthread_mutex_lock(&c->send_mu);
 			pthread_mutex_lock(&c->mu);
 			c->ch = ch;
 			c->state = C_UP;
-			for (q = c->head; q && !ret; q = q->next)
-				ret = send_hdr(r, &c->ch, PS_IOV_GET, q->pub.nr_pages, q->pub.img_addr, q->pub.vpid);
+			q = c->head;
 			pthread_mutex_unlock(&c->mu);
+			for (; q && !ret; q = q->next)
+				ret = send_hdr(r, &c->ch, PS_IOV_GET, q->pub.nr_pages, q->pub.img_addr, q->pub.vpid);
+			pthread_mutex_unlock(&c->send_mu);
 			if (ret) {
-				conn_lost(c, "sending requests after reconnecting failed");
+				snprintf(why, sizeof(why), "sending requests after reconnecting failed: %s",
+					 strerror(-ret));
+				conn_lost(c, why);
+				conn_backoff(c);
+				now = mono_ns();
+				left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
+				if (conn_nap(c, (int)c->backoff_ms < left ? c->backoff_ms : (unsigned int)left))
+					return -ECANCELED;
 				continue;
 			}
 			if (c->ever_up) {
 				pthread_mutex_lock(&r->mu);
 				r->st.reconnects++;
 				pthread_mutex_unlock(&r->mu);
-				pr_warn("page server %s: %s connection re-established after %.3f s", r->peer, c->name,
-					(mono_ns() - c->lost_ns) / 1e9);
+				if (c->loss_logged)
+					pr_warn("page server %s: %s connection re-established after %.3f s", r->peer,
+						c->name, (mono_ns() - c->lost_ns) / 1e9);
+				conn_backoff(c);
 			}
 			c->ever_up = true;
 			return 0;
@@ -331,29 +520,28 @@ static int conn_connect(struct conn *c)
 			fail(r, "page server %s: %s", r->peer, why);
 			return ret;
 		}
-		if (mono_ns() >= deadline) {
-			fail(r,
-			     "page server %s: %s connection %s and not re-established within %.0f s (%u attempts; "
-			     "last: %s)",
-			     r->peer, c->name, c->ever_up ? c->lost_why : "could not be made", r->o.reconnect_timeout,
-			     attempts, why);
-			return -ETIMEDOUT;
-		}
+		if (mono_ns() >= deadline)
+			continue; /* said at the top */
 		pr_debug("page server %s: %s connection attempt %u: %s", r->peer, c->name, attempts, why);
-		usleep(delay * 1000);
+		now = mono_ns();
+		left = now < deadline ? (int)((deadline - now) / 1000000) : 0;
+		if (conn_nap(c, (int)delay < left ? delay : (unsigned int)left))
+			return -ECANCELED;
 		if (delay < MAX_RETRY_DELAY_MS)
 			delay *= 2;
 	}
 }
 
 /*
- * Read LEN bytes, waking every TICK_MS to notice a stop. Nothing arriving for the
- * reconnect timeout while an answer is owed counts as a lost connection.
+ * Read LEN bytes of the answer to Q, POS bytes of which are in already, waking every
+ * TICK_MS to notice a stop. Nothing arriving for half the reconnect timeout counts as a
+ * lost connection (a dead path is worth a new one while time is left); no progress for
+ * all of it (bytes or not) is -ETIME: the source has failed.
  */
-static int recv_exact(struct conn *c, void *buf, size_t len)
+static int recv_exact(struct conn *c, struct req *q, size_t pos, void *buf, size_t len)
 {
 	struct remote *r = c->r;
-	uint64_t last = mono_ns(), stall = (uint64_t)(r->o.reconnect_timeout * 1e9);
+	uint64_t last = mono_ns(), limit = timeout_ns(r);
 	uint8_t *p = buf;
 
 	if (c->pre_len) {
@@ -364,14 +552,19 @@ static int recv_exact(struct conn *c, void *buf, size_t len)
 		c->pre_len -= k;
 		p += k;
 		len -= k;
+		pos += k;
 	}
 	while (len) {
 		ssize_t n = chan_recv(&c->ch, p, len, TICK_MS);
+		uint64_t now = mono_ns();
 
+		if (n == -ETIMEDOUT && conn_stopping(c))
+			return -ECANCELED;
+		/* Checked after bytes too: a server trickling faster than a tick is no better. */
+		if (now - conn_since(c) > limit)
+			return -ETIME;
 		if (n == -ETIMEDOUT) {
-			if (conn_stopping(c))
-				return -ECANCELED;
-			if (mono_ns() - last > stall)
+			if (now - last > limit / 2)
 				return -ETIMEDOUT;
 			continue;
 		}
@@ -381,7 +574,14 @@ static int recv_exact(struct conn *c, void *buf, size_t len)
 			return (int)n;
 		p += n;
 		len -= n;
-		last = mono_ns();
+		pos += n;
+		last = now;
+		c->idle_bytes += n;
+		/* Only pages no earlier attempt got count: a server failing mid-answer makes none. */
+		if (pos / PAGE_SZ > q->hw / PAGE_SZ)
+			conn_progress(c, now);
+		if (pos > q->hw)
+			q->hw = pos;
 	}
 	return 0;
 }
@@ -392,7 +592,8 @@ static const char *recv_why(struct conn *c, int err, char *buf, size_t len)
 	case -EPIPE:
 		return "closed by the server";
 	case -ETIMEDOUT:
-		return "no data from the server for the reconnect timeout";
+		snprintf(buf, len, "no data from the server for %.1f s", c->r->o.reconnect_timeout / 2);
+		return buf;
 	case -EPROTO:
 		snprintf(buf, len, "TLS error: %s", chan_tls_error(&c->ch));
 		return buf;
@@ -501,6 +702,7 @@ static void *conn_main(void *arg)
 		struct req *q;
 		struct ps_hdr h;
 		enum conn_state st;
+		bool bye;
 		int ret;
 
 		pthread_mutex_lock(&c->mu);
@@ -511,13 +713,18 @@ static void *conn_main(void *arg)
 			pthread_mutex_unlock(&c->mu);
 			break;
 		}
-		if (c->closing && st == C_UP && !q) {
+		bye = c->closing && st == C_UP && !q;
+		if (bye)
+			c->state = C_CLOSING;
+		pthread_mutex_unlock(&c->mu);
+		if (bye) {
 			/* Every answer is in: say goodbye (a lazy criu dump ends well only so). */
+			st = C_CLOSING;
+			pthread_mutex_lock(&c->send_mu);
 			if (send_hdr(r, &c->ch, PS_IOV_CLOSE, 0, 0, 0))
 				chan_shutdown(&c->ch);
-			c->state = st = C_CLOSING;
+			pthread_mutex_unlock(&c->send_mu);
 		}
-		pthread_mutex_unlock(&c->mu);
 
 		if (st == C_DOWN) {
 			ret = conn_connect(c);
@@ -549,19 +756,25 @@ static void *conn_main(void *arg)
 				if (ret || status)
 					pr_warn("page server %s: %s connection: CLOSE answered with %s %d", r->peer,
 						c->name, ret ? "error" : "status", ret ? ret : status);
+				pthread_mutex_lock(&c->send_mu);
 				pthread_mutex_lock(&c->mu);
 				chan_close(&c->ch, !ret);
 				c->state = C_GONE;
 				pthread_mutex_unlock(&c->mu);
+				pthread_mutex_unlock(&c->send_mu);
 				break;
 			}
 			if (idle_wait(c))
 				conn_lost(c, "closed by the server");
 			continue;
 		}
-		ret = recv_exact(c, hb, ps_hdr_size(r->layout));
+		ret = recv_exact(c, q, 0, hb, ps_hdr_size(r->layout));
 		if (ret == -ECANCELED)
 			break;
+		if (ret == -ETIME) {
+			conn_give_up(c);
+			break;
+		}
 		if (ret) {
 			conn_lost(c, recv_why(c, ret, why, sizeof(why)));
 			continue;
@@ -569,14 +782,19 @@ static void *conn_main(void *arg)
 		ps_hdr_decode(r->layout, hb, &h);
 		if (check_answer(c, q, &h))
 			break;
-		ret = recv_exact(c, q->buf, h.nr_pages * PAGE_SZ);
+		ret = recv_exact(c, q, ps_hdr_size(r->layout), q->buf, h.nr_pages * PAGE_SZ);
 		if (ret == -ECANCELED)
 			break;
+		if (ret == -ETIME) {
+			conn_give_up(c);
+			break;
+		}
 		if (ret) {
 			conn_lost(c, recv_why(c, ret, why, sizeof(why)));
 			continue;
 		}
 		q->pub.got = h.nr_pages;
+		conn_progress(c, mono_ns());
 		pthread_mutex_lock(&c->mu);
 		c->head = q->next;
 		if (!c->head)
@@ -686,6 +904,7 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 		c->ch.fd = -1;
 		c->state = i ? C_GONE : C_DOWN;
 		pthread_mutex_init(&c->mu, NULL);
+		pthread_mutex_init(&c->send_mu, NULL);
 		c->wake = -1;
 	}
 	*out = r;
@@ -709,6 +928,7 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 		return ret;
 	/* The first connection, made here, so a wrong address fails before criu restore starts. */
 	r->conns[0].lost_ns = mono_ns();
+	conn_set_since(&r->conns[0], r->conns[0].lost_ns);
 	ret = conn_connect(&r->conns[0]);
 	if (ret) {
 		pr_err("%s", r->fail_msg);
@@ -739,6 +959,7 @@ static void start_urgent(struct remote *r)
 	c->probe = true;
 	c->state = C_DOWN;
 	c->lost_ns = mono_ns();
+	conn_set_since(c, c->lost_ns);
 	if (conn_start(c))
 		c->state = C_GONE;
 }
@@ -784,6 +1005,7 @@ int remote_get(struct remote *r, pid_t vpid, uint64_t img_addr, uint64_t nr, boo
 {
 	struct conn *c = &r->conns[urgent && remote_has_urgent(r) ? 1 : 0];
 	struct req *q = urgent ? r->free_urgent : r->free_bulk;
+	bool up;
 	int ret = 0;
 
 	if (!q)
@@ -813,19 +1035,27 @@ int remote_get(struct remote *r, pid_t vpid, uint64_t img_addr, uint64_t nr, boo
 	if (urgent)
 		r->st.urgent_requests++;
 
+	q->hw = 0;
+
+	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
+	/* An idle connection owed nothing: its clock starts with this request. */
+	if (!c->head && c->state == C_UP)
+		conn_set_since(c, mono_ns());
 	if (c->tail)
 		c->tail->next = q;
 	else
 		c->head = q;
 	c->tail = q;
-	if (c->state == C_UP) {
+	up = c->state == C_UP;
+	pthread_mutex_unlock(&c->mu);
+	if (up) {
 		ret = send_hdr(r, &c->ch, PS_IOV_GET, nr, img_addr, (uint64_t)vpid);
 		/* Wake the receiver: it notices, reconnects and sends this one again. */
 		if (ret)
 			chan_shutdown(&c->ch);
 	}
-	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->send_mu);
 	pr_debug("GET %llu pages at 0x%llx of task %d (%s)%s", (unsigned long long)nr, (unsigned long long)img_addr,
 		 vpid, c->name, ret ? ": send failed, will be re-sent" : "");
 	*out = &q->pub;
@@ -964,10 +1194,12 @@ static void conn_finish(struct conn *c, bool clean)
 	if (c->started)
 		pthread_join(c->thr, NULL);
 	c->started = false;
+	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
 	if (c->ch.fd >= 0)
 		chan_close(&c->ch, false);
 	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->send_mu);
 }
 
 void remote_close(struct remote *r, bool clean)
@@ -980,6 +1212,7 @@ void remote_close(struct remote *r, bool clean)
 		conn_finish(&r->conns[i], clean);
 	for (i = 0; i < 2; i++) {
 		pthread_mutex_destroy(&r->conns[i].mu);
+		pthread_mutex_destroy(&r->conns[i].send_mu);
 		if (r->conns[i].wake >= 0)
 			close(r->conns[i].wake);
 	}

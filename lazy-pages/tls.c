@@ -226,14 +226,23 @@ int chan_send_all(struct chan *c, const void *buf, size_t len, bool more)
 
 		if (c->tls) {
 			n = gnutls_record_send(c->tls, p, len);
-			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			if (n == GNUTLS_E_INTERRUPTED)
 				continue;
+			/*
+			 * On a blocking socket EAGAIN is SO_SNDTIMEO running out: the peer took
+			 * nothing for that long. Retrying would spin for as long as it stays so
+			 * (forever, for a peer that stopped reading), as plain TCP does not.
+			 */
+			if (n == GNUTLS_E_AGAIN)
+				return -ETIMEDOUT;
 			if (n < 0)
 				return -EPIPE;
 		} else {
 			n = send(c->fd, p, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
 			if (n < 0 && errno == EINTR)
 				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return -ETIMEDOUT;
 			if (n < 0)
 				return -errno;
 		}

@@ -10,10 +10,17 @@
  *   wrong-size   the header announces one page more than was asked for
  *   wrong-addr   the header names the next page instead of the one asked for
  *   garbage-cmd  the header's command is 0xdeadbeef
+ *   trickle      the answer goes out one byte every 3 s
  * Then it keeps the connection open (reading and ignoring) until the client closes it,
- * so the client has to see the fault in what it got, not in an EOF.
+ * so the client has to see the fault in what it got, not in an EOF. Two more modes:
+ *   stall        nothing more is read or answered; the connection and the listening
+ *                socket stay open (never accepted again: a reconnect lands in the
+ *                backlog and gets no further, as with a stopped server)
+ *   close-mid    the header and half a page of the answer, then the connection closes;
+ *                it listens again and does the same to the first GET of every later
+ *                connection (a server that accepts and fails again, forever)
  * Prints "listening" once it listens (stdout, flushed). Exit 0 when the bad answer
- * went out, 1 otherwise, 2 on bad usage.
+ * went out, 1 otherwise, 2 on bad usage; stall and close-mid run until killed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,9 +135,10 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!dir || !bad || !port || (layout != 24 && layout != 32) ||
-	    (strcmp(bad, "wrong-size") && strcmp(bad, "wrong-addr") && strcmp(bad, "garbage-cmd"))) {
+	    (strcmp(bad, "wrong-size") && strcmp(bad, "wrong-addr") && strcmp(bad, "garbage-cmd") &&
+	     strcmp(bad, "trickle") && strcmp(bad, "stall") && strcmp(bad, "close-mid"))) {
 		fprintf(stderr, "usage: fake-ps -D DIR --address A --port P --layout 24|32 --good N "
-				"--bad wrong-size|wrong-addr|garbage-cmd\n");
+				"--bad wrong-size|wrong-addr|garbage-cmd|trickle|stall|close-mid\n");
 		return 2;
 	}
 	if (crimg_open(dir, &img, &err)) {
@@ -142,26 +150,62 @@ int main(int argc, char **argv)
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	sa.sin_port = htons(port);
 	if (!buf || inet_pton(AF_INET, addr, &sa.sin_addr) != 1 || bind(lfd, (void *)&sa, sizeof(sa)) ||
-	    listen(lfd, 1)) {
+	    listen(lfd, strcmp(bad, "stall") ? 1 : 64)) {
 		perror("fake-ps: listen");
 		return 1;
 	}
 	printf("listening\n");
 	fflush(stdout);
+again:
 	fd = accept(lfd, NULL, NULL);
-	close(lfd);
 	if (fd < 0)
 		return 1;
+	if (strcmp(bad, "stall") && strcmp(bad, "close-mid"))
+		close(lfd);
 	while (!xfer(fd, hb, layout, 0)) {
 		struct hdr h, r;
 		uint64_t n;
 
 		dec(hb, &h);
-		if ((h.cmd & 0xffff) != 7 || h.nr > (64 << 20) / CRIMG_PAGE_SIZE)
+		if ((h.cmd & 0xffff) != 7 || h.nr > (64 << 20) / CRIMG_PAGE_SIZE) {
+			/* Our daemon's hello on a second connection: refuse it as CRIU's server would. */
+			if (!strcmp(bad, "close-mid")) {
+				close(fd);
+				goto again;
+			}
 			break; /* CLOSE, or something no daemon should send: stop */
+		}
 		n = read_pages(img, h.id, h.vaddr, h.nr, buf);
 		r = (struct hdr){ .cmd = (4 << 16) | 6, .nr = n, .vaddr = h.vaddr, .id = h.id };
 		if (served++ >= good) {
+			if (!strcmp(bad, "stall")) {
+				fprintf(stderr, "fake-ps: sent a stall answer (none) to GET %llu pages at 0x%llx\n",
+					(unsigned long long)h.nr, (unsigned long long)h.vaddr);
+				for (;;)
+					pause();
+			}
+			enc(&r, hb);
+			if (!strcmp(bad, "close-mid")) {
+				xfer(fd, hb, layout, 1);
+				xfer(fd, buf, CRIMG_PAGE_SIZE / 2, 1);
+				close(fd);
+				fprintf(stderr, "fake-ps: sent a close-mid answer to GET %llu pages at 0x%llx\n",
+					(unsigned long long)h.nr, (unsigned long long)h.vaddr);
+				goto again;
+			}
+			if (!strcmp(bad, "trickle")) {
+				/* The client gives up long before a page is through. */
+				size_t i, len = layout + (n ? CRIMG_PAGE_SIZE : 0);
+
+				memmove(buf + layout, buf, len - layout);
+				memcpy(buf, hb, layout);
+				fprintf(stderr, "fake-ps: sent a trickle answer (one byte every 3 s) to GET %llu pages "
+						"at 0x%llx\n",
+					(unsigned long long)h.nr, (unsigned long long)h.vaddr);
+				for (i = 0; i < len && !xfer(fd, buf + i, 1, 1); i++)
+					sleep(3);
+				return 0;
+			}
 			if (!strcmp(bad, "wrong-size"))
 				r.nr = h.nr + 1;
 			else if (!strcmp(bad, "wrong-addr"))

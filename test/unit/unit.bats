@@ -56,3 +56,7 @@ run_unit() {
 @test "unit: access profiles are read back as written; damage is refused with file and offset" {
 	run_unit test-profile
 }
+
+@test "unit: a send to a peer that reads nothing gives up at SO_SNDTIMEO, over TLS too" {
+	run_unit test-tls-send
+}
