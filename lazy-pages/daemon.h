@@ -368,7 +368,7 @@ void remote_release(struct remote *r, struct ps_req *q);
 /* Requests not yet answered, and the first few of them in words. */
 size_t remote_describe_inflight(const struct remote *r, char *buf, size_t len);
 const char *remote_peer(const struct remote *r);
-void remote_get_stats(const struct remote *r, struct remote_stats *st);
+void remote_get_stats(struct remote *r, struct remote_stats *st);
 /*
  * The calling thread carries only faults' pages (the urgent channel, at either end): a
  * nice value 10 better than it has, so that on a CPU shared with the background

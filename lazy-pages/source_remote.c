@@ -431,7 +431,7 @@ static int conn_connect(struct conn *c)
 	struct remote *r = c->r;
 	uint64_t deadline = conn_since(c) + timeout_ns(r);
 	unsigned int delay = 20, attempts = 0;
-	bool dial_failed = false;
+	bool dial_failed = false, was_up, probing;
 	char why[512] = "";
 
 	/* Lost again without progress: space the attempts out (rate-limits a reconnect loop). */
@@ -482,6 +482,9 @@ static int conn_connect(struct conn *c)
 			pthread_mutex_lock(&c->mu);
 			c->ch = ch;
 			c->state = C_UP;
+			was_up = c->ever_up;
+			/* The loop reads it (remote_has_urgent): under mu, with the state. */
+			c->ever_up = true;
 			q = c->head;
 			pthread_mutex_unlock(&c->mu);
 			for (; q && !ret; q = q->next)
@@ -498,7 +501,7 @@ static int conn_connect(struct conn *c)
 					return -ECANCELED;
 				continue;
 			}
-			if (c->ever_up) {
+			if (was_up) {
 				pthread_mutex_lock(&r->mu);
 				r->st.reconnects++;
 				pthread_mutex_unlock(&r->mu);
@@ -507,12 +510,14 @@ static int conn_connect(struct conn *c)
 						c->name, (mono_ns() - c->lost_ns) / 1e9);
 				conn_backoff(c);
 			}
-			c->ever_up = true;
 			return 0;
 		}
 		if (ch.fd >= 0 || ch.tls)
 			chan_close(&ch, false);
-		if (c->probe) {
+		pthread_mutex_lock(&c->mu);
+		probing = c->probe; /* the loop clears it (remote_has_urgent) */
+		pthread_mutex_unlock(&c->mu);
+		if (probing) {
 			pr_info("page server %s: no second connection (%s): faults share the main one", r->peer, why);
 			return -ENOTCONN;
 		}
@@ -1167,10 +1172,15 @@ const char *remote_peer(const struct remote *r)
 	return r->peer;
 }
 
-void remote_get_stats(const struct remote *r, struct remote_stats *st)
+void remote_get_stats(struct remote *r, struct remote_stats *st)
 {
+	/* The receivers still run: their counters and flags are theirs under the locks. */
+	pthread_mutex_lock(&r->mu);
 	*st = r->st;
+	pthread_mutex_unlock(&r->mu);
+	pthread_mutex_lock(&r->conns[1].mu);
 	st->urgent_channel = r->conns[1].ever_up;
+	pthread_mutex_unlock(&r->conns[1].mu);
 	st->layout = r->layout;
 	st->tls = r->creds != NULL;
 }
