@@ -13,12 +13,14 @@
  * root is refused and logged, and the daemon goes on waiting for criu restore.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -28,6 +30,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../plugin/uffd_dev.h"
 #include "daemon.h"
 #include "lazy_pages.h"
 
@@ -37,6 +40,7 @@
 struct handoff {
 	int listen_fd;
 	int conn_fd;
+	int dev_fd; /* UFFD_DEV_SOCKET, until criu restore connects; -1 without one */
 };
 
 /*
@@ -161,6 +165,49 @@ static int clear_socket_path(const char *shown, const struct sockaddr_un *sa, so
 	return 0;
 }
 
+/*
+ * The device socket: a criu whose devices cgroup denies /dev/userfaultfd (a container
+ * runtime put it there) gets an fd of it from us, opened out here; the cgroup checks
+ * only the open. The same trust as lazy-pages.socket: mode 0600, and only our own uid
+ * or root is answered. Not having it is no error: a criu that can open the node never asks.
+ */
+static int listen_device(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(UFFD_DEV_SOCKET);
+	mode_t old_mask;
+	int fd, ret;
+
+	memcpy(sa.sun_path, UFFD_DEV_SOCKET, sizeof(UFFD_DEV_SOCKET));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (unlink(UFFD_DEV_SOCKET) && errno != ENOENT)
+		goto fail;
+	old_mask = umask(0177);
+	ret = bind(fd, (struct sockaddr *)&sa, len);
+	umask(old_mask);
+	if (ret || listen(fd, 4))
+		goto fail;
+	pr_debug("handing out %s on %s to a criu that cannot open it", UFFD_DEV_PATH, UFFD_DEV_SOCKET);
+	return fd;
+fail:
+	pr_warn("%s: %m; a criu confined by its devices cgroup cannot get %s from this daemon", UFFD_DEV_SOCKET,
+		UFFD_DEV_PATH);
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void close_device(struct handoff *h)
+{
+	if (h->dev_fd < 0)
+		return;
+	close(h->dev_fd);
+	h->dev_fd = -1;
+	unlink(UFFD_DEV_SOCKET);
+}
+
 int handoff_listen(struct handoff **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -179,6 +226,7 @@ int handoff_listen(struct handoff **out)
 	if (!h)
 		return -ENOMEM;
 	h->conn_fd = -1;
+	h->dev_fd = -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
@@ -209,6 +257,8 @@ int handoff_listen(struct handoff **out)
 		pr_err("cannot listen on %s: %m", shown);
 		goto err_unlock;
 	}
+	/* Ours now, as the work dir's one live daemon: a device socket left here is stale. */
+	h->dev_fd = listen_device();
 	if (dir_fd >= 0)
 		close(dir_fd);
 	pr_info("listening on %s", shown);
@@ -230,25 +280,74 @@ int handoff_listen_fd(const struct handoff *h)
 }
 
 /* May this peer hand over uffds? Our own uid or root; else say who was refused. */
-static bool peer_allowed(int fd)
+static bool peer_allowed(int fd, const char *name)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	uid_t me = geteuid();
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len)) {
-		pr_err("SO_PEERCRED on %s: %m; connection refused", LAZY_SOCKET_NAME);
+		pr_err("SO_PEERCRED on %s: %m; connection refused", name);
 		return false;
 	}
 	if (cr.uid == me || cr.uid == 0)
 		return true;
 	if (me == 0)
-		pr_warn("refused a connection on %s from pid %d uid %u: only root may hand over uffds",
-			LAZY_SOCKET_NAME, (int)cr.pid, (unsigned)cr.uid);
+		pr_warn("refused a connection on %s from pid %d uid %u: only root may talk to this daemon",
+			name, (int)cr.pid, (unsigned)cr.uid);
 	else
-		pr_warn("refused a connection on %s from pid %d uid %u: only uid %u or root may hand over uffds",
-			LAZY_SOCKET_NAME, (int)cr.pid, (unsigned)cr.uid, (unsigned)me);
+		pr_warn("refused a connection on %s from pid %d uid %u: only uid %u or root may talk to this daemon",
+			name, (int)cr.pid, (unsigned)cr.uid, (unsigned)me);
 	return false;
+}
+
+/* One request on the device socket: the fd with a 0 byte, or our open's errno alone. */
+static void give_device(int lfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct ucred cr = { 0 };
+	socklen_t len = sizeof(cr);
+	char byte = 0;
+	int fd, dev;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (!peer_allowed(fd, UFFD_DEV_SOCKET))
+		goto out;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+	dev = uffd_dev_open(UFFD_DEV_PATH);
+	iov = (struct iovec){ .iov_base = &byte, .iov_len = 1 };
+	if (dev < 0) {
+		byte = (char)(-dev < 127 ? -dev : EIO);
+		pr_err("pid %d asked for %s, which this daemon cannot open either: %s", (int)cr.pid, UFFD_DEV_PATH,
+		       strerror(-dev));
+	} else {
+		struct cmsghdr *c;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &dev, sizeof(int));
+	}
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != 1)
+		pr_warn("handing %s to pid %d: %m", UFFD_DEV_PATH, (int)cr.pid);
+	else if (dev >= 0)
+		pr_info("handed %s to pid %d (criu restore, which could not open it itself)", UFFD_DEV_PATH,
+			(int)cr.pid);
+	if (dev >= 0)
+		close(dev);
+out:
+	close(fd);
 }
 
 int handoff_accept(struct handoff *h)
@@ -256,6 +355,18 @@ int handoff_accept(struct handoff *h)
 	int one = 1, fd;
 
 	for (;;) {
+		struct pollfd p[2] = { { .fd = h->listen_fd, .events = POLLIN }, { .fd = h->dev_fd, .events = POLLIN } };
+
+		if (poll(p, h->dev_fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			pr_err("poll on %s: %m", LAZY_SOCKET_NAME);
+			return -errno;
+		}
+		if (h->dev_fd >= 0 && p[1].revents)
+			give_device(h->dev_fd);
+		if (!p[0].revents)
+			continue;
 		fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0 && errno == EINTR)
 			continue;
@@ -263,10 +374,12 @@ int handoff_accept(struct handoff *h)
 			pr_err("accept on %s: %m", LAZY_SOCKET_NAME);
 			return -errno;
 		}
-		if (peer_allowed(fd))
+		if (peer_allowed(fd, LAZY_SOCKET_NAME))
 			break;
 		close(fd);
 	}
+	/* Asked for, if at all, at criu's plugin init, which comes before this connection. */
+	close_device(h);
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)))
 		pr_warn("SO_PASSCRED: %m; restored tasks cannot be stopped by pid on failure");
 	/* One restore per daemon, as with criu lazy-pages. */
@@ -397,6 +510,7 @@ void handoff_close(struct handoff *h)
 		return;
 	if (h->listen_fd >= 0)
 		close(h->listen_fd);
+	close_device(h);
 	if (h->conn_fd >= 0)
 		close(h->conn_fd);
 	free(h);

@@ -302,6 +302,22 @@ static int restore_init(void)
 		snprintf(why, sizeof(why), "LAZY_UFFD_MODE=device");
 
 	devfd = uffd_dev_open(lu.device);
+	if (devfd == -EPERM || devfd == -EACCES) {
+		/*
+		 * Our cgroup or mount may deny the node while a lazy-uffd daemon outside the
+		 * container can open it: ask it (the socket is in criu's work dir, our cwd).
+		 */
+		int err = devfd, fd = uffd_dev_from_daemon(UFFD_DEV_SOCKET, 5000);
+
+		if (fd >= 0) {
+			lu_info("%s: %s cannot be opened here (%s); the lazy-pages daemon handed us its fd",
+				why, lu.device, uffd_errno_name(-err));
+			devfd = fd;
+		} else {
+			lu_info("no lazy-uffd daemon hands out %s through %s here: %s", lu.device, UFFD_DEV_SOCKET,
+				strerror(-fd));
+		}
+	}
 	if (devfd < 0) {
 		uffd_dev_explain(lu.device, UFFD_STEP_OPEN, -devfd, msg, sizeof(msg));
 		return init_failed(lazy, msg);

@@ -3,12 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -237,8 +242,132 @@ static void node_kind(const struct uffd_dev_node *node, char *buf, size_t len)
 		snprintf(buf, len, "not a device (mode %o)", (unsigned int)node->mode);
 }
 
+/* Whether a devices.list line ("c 10:257 rwm", "a *:* rwm", "c 10:* rw") lets us read and write. */
+static int devlist_allows(const char *line)
+{
+	char type, maj[16], min[16], acc[8];
+
+	if (sscanf(line, "%c %15[^:]:%15s %7s", &type, maj, min, acc) != 4)
+		return 0;
+	if (type != 'a' && type != 'c')
+		return 0;
+	if (type == 'c' && strcmp(maj, "*") && atoi(maj) != UFFD_DEV_MAJOR)
+		return 0;
+	if (type == 'c' && strcmp(min, "*") && atoi(min) != UFFD_DEV_MINOR)
+		return 0;
+	return strchr(acc, 'r') && strchr(acc, 'w');
+}
+
+int uffd_devcg_denies(int open_err, char *buf, size_t len)
+{
+	char line[4096], path[4200], v1cg[4096] = "", v2[4096] = "";
+	bool v1 = false;
+	FILE *f;
+	int ret = 0;
+
+	f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *ctl = strchr(line, ':'), *cg;
+
+		if (!ctl)
+			continue;
+		cg = strchr(ctl + 1, ':');
+		if (!cg)
+			continue;
+		*ctl = 0;
+		*cg++ = 0;
+		cg[strcspn(cg, "\n")] = 0;
+		if (!strcmp(ctl + 1, "devices")) {
+			v1 = true;
+			snprintf(path, sizeof(path), "/sys/fs/cgroup/devices%s/devices.list", strcmp(cg, "/") ? cg : "");
+			snprintf(v1cg, sizeof(v1cg), "%s", cg);
+		} else if (!strcmp(line, "0") && !ctl[1]) {
+			snprintf(v2, sizeof(v2), "%s", cg);
+		}
+	}
+	fclose(f);
+	if (v1) {
+		FILE *l = fopen(path, "re");
+		bool allow_all = false;
+
+		if (!l)
+			return -errno;
+		ret = 1;
+		while (fgets(line, sizeof(line), l)) {
+			if (!strncmp(line, "a *:* rwm", 9))
+				allow_all = true;
+			if (devlist_allows(line))
+				ret = 0;
+		}
+		fclose(l);
+		/*
+		 * A cgroup that allows everything but some devices lists "a *:* rwm" and keeps
+		 * its deny rules to itself: then an EPERM open in a cgroup of its own tells.
+		 */
+		if (allow_all && open_err == EPERM && strcmp(v1cg, "/"))
+			ret = 1;
+		if (ret)
+			snprintf(buf, len, "devices cgroup %s", v1cg);
+		return ret;
+	}
+	/* v2 keeps its rules in a BPF program we cannot read: an EPERM open is the sign. */
+	if (v2[0] && open_err == EPERM) {
+		snprintf(buf, len, "cgroup v2 %s (a BPF device program)", v2);
+		return 1;
+	}
+	return 0;
+}
+
+int uffd_dev_from_daemon(const char *path, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	struct pollfd p;
+	struct cmsghdr *c;
+	int sk, fd = -1, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	sk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sk < 0)
+		return -errno;
+	if (connect(sk, (struct sockaddr *)&sa, sizeof(sa))) {
+		ret = -errno;
+		goto out;
+	}
+	p = (struct pollfd){ .fd = sk, .events = POLLIN };
+	ret = poll(&p, 1, timeout_ms);
+	if (ret <= 0) {
+		ret = ret ? -errno : -ETIMEDOUT;
+		goto out;
+	}
+	ret = recvmsg(sk, &mh, MSG_CMSG_CLOEXEC);
+	if (ret <= 0) {
+		ret = ret ? -errno : -ECONNRESET;
+		goto out;
+	}
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	/* The byte is 0 with the fd, else the daemon's errno for its own open. */
+	ret = fd >= 0 ? fd : -(byte ? byte : EPROTO);
+out:
+	close(sk);
+	return ret;
+}
+
 void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *buf, size_t len)
 {
+	char cg[4200];
 	struct uffd_dev_node node;
 	char kind[48];
 
@@ -259,6 +388,21 @@ void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *
 			 "(it needs Linux >= 6.1 with CONFIG_USERFAULTFD); fix: boot such a kernel, or allow the "
 			 "userfaultfd(2) syscall",
 			 path, uffd_errno_name(err));
+		return;
+	}
+	if (step == UFFD_STEP_OPEN && err == EPERM && !node.stat_err && !node.nodev &&
+	    uffd_devcg_denies(err, cg, sizeof(cg)) == 1) {
+		/* Root or not, file modes do not matter here: the cgroup says no first. */
+		snprintf(buf, len,
+			 "%s cannot be opened from here: the %s of this process does not allow char %d:%d "
+			 "(a container runtime puts criu into the container's cgroups; file permissions are not "
+			 "the cause); fix: run `lazy-uffd daemon` outside the container (it hands criu the device "
+			 "through %s in the work dir), or allow the device to the container (OCI "
+			 "linux.resources.devices: {\"allow\":true,\"type\":\"c\",\"major\":%d,\"minor\":%d,"
+			 "\"access\":\"rw\"}; docker/podman: --device %s), or let criu use the userfaultfd(2) "
+			 "syscall (the seccomp profile; vm.unprivileged_userfaultfd=1)",
+			 path, cg, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, UFFD_DEV_SOCKET, UFFD_DEV_MAJOR, UFFD_DEV_MINOR,
+			 path);
 		return;
 	}
 	if (step == UFFD_STEP_OPEN && (err == EACCES || err == EPERM)) {

@@ -56,6 +56,24 @@ int uffd_probe(int devfd, uint64_t *features, uint64_t *ioctls);
 void uffd_features_str(uint64_t features, char *buf, size_t len);
 void uffd_ioctls_str(uint64_t ioctls, char *buf, size_t len);
 
+/*
+ * Whether this process's device cgroup denies char 10:257: 1 with @buf naming it (cgroup
+ * v1: "devices cgroup /PATH"; v2: "cgroup v2 /PATH (a BPF device program)"), 0 when it
+ * allows it or no controller is there, -errno when it cannot tell. On cgroup v2 the BPF
+ * program cannot be read: a denial is only presumed from an EPERM open of a node whose
+ * mode allows us.
+ */
+int uffd_devcg_denies(int open_err, char *buf, size_t len);
+
+/*
+ * Where a lazy-uffd daemon hands out a device fd to a criu that cannot open the node
+ * (its devices cgroup): in the restore's work dir, beside lazy-pages.socket.
+ */
+#define UFFD_DEV_SOCKET "lazy-uffd-device.socket"
+
+/* Ask the daemon listening on @path for a device fd: the fd, or -errno. */
+int uffd_dev_from_daemon(const char *path, int timeout_ms);
+
 /* "EPERM", "ENOSYS", ... or "errno N": the short name the messages and doctor print. */
 const char *uffd_errno_name(int err);
 
