@@ -102,8 +102,10 @@ int lu_read_settings(bool report)
 
 /*
  * Whether this is a lazy restore. Plugins are not told, and opts is CRIU's private
- * layout; the command line covers the usual case. A lazy restore started through RPC
- * or a config file is not seen here: its tasks still fail with the same message.
+ * layout. The command line covers the usual case; a lazy restore started through RPC
+ * (runc, any swrk user) or a config file shows in the work dir instead, criu's cwd at
+ * plugin init, where its lazy-pages daemon must listen (a stat: connecting would take
+ * the daemon's one connection).
  */
 static bool cmdline_lazy(void)
 {
@@ -125,6 +127,15 @@ static bool cmdline_lazy(void)
 		if (!strcmp(buf + off, "--lazy-pages"))
 			lazy = true;
 	return lazy;
+}
+
+static bool restore_is_lazy(void)
+{
+	struct stat st;
+
+	if (cmdline_lazy())
+		return true;
+	return !stat("lazy-pages.socket", &st) && S_ISSOCK(st.st_mode);
 }
 
 /*
@@ -247,7 +258,7 @@ static int init_failed(bool lazy, const char *msg)
 
 static int restore_init(void)
 {
-	bool lazy = cmdline_lazy();
+	bool lazy = restore_is_lazy();
 	char msg[1024], where[128], names[256], why[64];
 	uint64_t ioctls;
 	int sys_err = 0;
