@@ -408,6 +408,8 @@ struct handoff_msg {
 	int uffd;
 };
 
+/* One sendmsg of LEN bytes at BUF, with FD (SCM_RIGHTS) unless it is < 0: 0 or -errno. */
+int send_with_fd(int sock, const void *buf, size_t len, int fd);
 /* Read the next message; EXPECT_TASK says whether a task record or the finish word is due. */
 int handoff_read(struct handoff *h, bool expect_task, struct handoff_msg *m);
 void handoff_close(struct handoff *h);

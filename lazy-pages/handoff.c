@@ -301,33 +301,17 @@ static bool peer_allowed(int fd, const char *name)
 	return false;
 }
 
-/* One request on the device socket: the fd with a 0 byte, or our open's errno alone. */
-static void give_device(int lfd)
+int send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
-	struct iovec iov;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct ucred cr = { 0 };
-	socklen_t len = sizeof(cr);
-	char byte = 0;
-	int fd, dev;
+	ssize_t r;
 
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (!peer_allowed(fd, UFFD_DEV_SOCKET))
-		goto out;
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
-	dev = uffd_dev_open(UFFD_DEV_PATH);
-	iov = (struct iovec){ .iov_base = &byte, .iov_len = 1 };
-	if (dev < 0) {
-		byte = (char)(-dev < 127 ? -dev : EIO);
-		pr_err("pid %d asked for %s, which this daemon cannot open either: %s", (int)cr.pid, UFFD_DEV_PATH,
-		       strerror(-dev));
-	} else {
+	if (fd >= 0) {
 		struct cmsghdr *c;
 
 		memset(&ctl, 0, sizeof(ctl));
@@ -337,10 +321,37 @@ static void give_device(int lfd)
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
 		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &dev, sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != 1)
-		pr_warn("handing %s to pid %d: %m", UFFD_DEV_PATH, (int)cr.pid);
+	do
+		r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	return r == (ssize_t)len ? 0 : (r < 0 ? -errno : -EPROTO);
+}
+
+/* One request on the device socket: the fd with a 0 byte, or our open's errno alone. */
+static void give_device(int lfd)
+{
+	struct ucred cr = { 0 };
+	socklen_t len = sizeof(cr);
+	char byte = 0;
+	int fd, dev, ret;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (!peer_allowed(fd, UFFD_DEV_SOCKET))
+		goto out;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+	dev = uffd_dev_open(UFFD_DEV_PATH);
+	if (dev < 0) {
+		byte = (char)(-dev < 127 ? -dev : EIO);
+		pr_err("pid %d asked for %s, which this daemon cannot open either: %s", (int)cr.pid, UFFD_DEV_PATH,
+		       strerror(-dev));
+	}
+	ret = send_with_fd(fd, &byte, 1, dev);
+	if (ret)
+		pr_warn("handing %s to pid %d: %s", UFFD_DEV_PATH, (int)cr.pid, strerror(-ret));
 	else if (dev >= 0)
 		pr_info("handed %s to pid %d (criu restore, which could not open it itself)", UFFD_DEV_PATH,
 			(int)cr.pid);
