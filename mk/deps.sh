@@ -17,10 +17,11 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get and sysctl); run 'sudo make deps'"
 
-# Debian packages the build and the tests use.
+# Debian packages the build and the tests use (runc: Debian's, without the criu 3.17 it
+# recommends, which does not run on recent kernels: test/zdtm/runc.bats runs `runc --criu`).
 pkgs=(gcc make pkg-config libc6-dev libprotobuf-c-dev protobuf-c-compiler bats
       patchelf util-linux procps iproute2 libgnutls28-dev clang libclang-rt-14-dev
-      openssl)
+      openssl runc)
 missing=()
 for p in "${pkgs[@]}"; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
