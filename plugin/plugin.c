@@ -313,10 +313,11 @@ static int restore_init(void)
 		snprintf(why, sizeof(why), "LAZY_UFFD_MODE=device");
 
 	devfd = uffd_dev_open(lu.device);
-	if (devfd == -EPERM || devfd == -EACCES) {
+	if (devfd == -EPERM || devfd == -EACCES || devfd == -ENOENT || devfd == -ENOTDIR) {
 		/*
-		 * Our cgroup or mount may deny the node while a lazy-uffd daemon outside the
-		 * container can open it: ask it (the socket is in criu's work dir, our cwd).
+		 * Our cgroup, our mount namespace or a mount option may keep us from the node
+		 * while a lazy-uffd daemon outside the container can open it: ask it (the
+		 * socket is in criu's work dir, our cwd).
 		 */
 		int err = devfd, fd = uffd_dev_from_daemon(UFFD_DEV_SOCKET, 5000);
 

@@ -26,12 +26,13 @@ teardown() {
 }
 
 # fails_in_init KIND REGEX: restore with the device made unusable (hide-device KIND)
-# fails at once in plugin init with an error matching REGEX.
+# fails at once in plugin init with an error matching REGEX. CRIU's daemon serves it: ours
+# would hand criu the device it can open outside criu's mount namespace (below).
 fails_in_init() {
 	local hide=$1 re=$2
 	pl_start anon --size 1M
 	zdtm_dump
-	pl_daemon ours
+	pl_daemon criu
 	pl_restore "$PL_HIDE" "$hide" "$NO_UFFD" --errno EPERM -- -L "$PL_DIR"
 	[ "$PL_RC" -ne 0 ] || { pl_diag; false; }
 	[ "$PL_SECS" -le 10 ]
@@ -54,6 +55,27 @@ fails_in_init() {
 
 @test "device: no /dev/userfaultfd at all: says so, names kernel 6.1 and CONFIG_USERFAULTFD, and how to add it" {
 	fails_in_init gone "/dev/userfaultfd does not exist: the kernel is older than 6.1 or built without CONFIG_USERFAULTFD.*fix: bind-mount the host's /dev/userfaultfd into it, or create it with 'mknod -m 0660 /dev/userfaultfd c 10 257'"
+}
+
+# handed_over KIND: the same hidden device, with our daemon: it opens the node where it
+# runs and hands criu the fd; the lazy restore is byte-exact.
+handed_over() {
+	pl_start anon --size 4M
+	zdtm_dump
+	pl_daemon ours
+	pl_restore "$PL_HIDE" "$1" "$NO_UFFD" --errno EPERM -- -L "$PL_DIR"
+	pl_finish
+	grep -qE "lazy_uffd: userfaultfd\(2\) fails with EPERM: /dev/userfaultfd cannot be opened here \($2\); the lazy-pages daemon handed us its fd" "$PL_LOG" ||
+		{ pl_diag; false; }
+	grep -q "handed /dev/userfaultfd to pid" "$ZDTM_IMG/lazy.log"
+}
+
+@test "device: a mode-0000 copy on a nodev mount, with our daemon: it hands criu the device" {
+	handed_over nodev EACCES
+}
+
+@test "device: no /dev/userfaultfd in criu's mount namespace, with our daemon: it hands criu the device" {
+	handed_over gone ENOENT
 }
 
 @test "device: /dev/null bound over it: the ioctl is refused; names what stands there" {
@@ -117,7 +139,7 @@ fails_in_init() {
 	printf 'lazy-pages\n' >"$BATS_TEST_TMPDIR/lazy.conf"
 	pl_start tree --size 1M
 	zdtm_dump
-	pl_daemon ours
+	pl_daemon criu # ours would hand criu the device from outside its mount namespace
 	PL_RC=0
 	pl_gone "$NO_UFFD" --errno EPERM -- "$CRIU" --config "$BATS_TEST_TMPDIR/lazy.conf" restore -d \
 		-D "$ZDTM_IMG" -o restore.log -v4 --pidfile restored.pid -L "$PL_DIR" </dev/null >/dev/null 2>&1 || PL_RC=$?
