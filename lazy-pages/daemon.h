@@ -101,6 +101,7 @@ struct lazy_task {
 	pid_t parent_vpid;
 	struct lazy_task *fork_parent; /* a forked child whose pid is still being looked for */
 	pid_t outer_ppid; /* the parent criu's task had at the handoff: a reaper for orphans */
+	pid_t sid;	  /* its session (a forked child's parent's): orphans are looked for in it */
 	uint64_t claim_since_ns;
 	int uffd;
 	const struct crimg_task *img;
@@ -145,8 +146,11 @@ struct guard;
 int guard_start(struct guard **out);
 /* Hand the guard a copy of UFFD (ID names it for guard_release). */
 int guard_hold(struct guard *g, uint32_t id, pid_t vpid, pid_t host_pid, int uffd);
-/* PIDFD names task ID's process: the guard keeps a copy, to kill it with the tree. */
-int guard_pidfd(struct guard *g, uint32_t id, int pidfd);
+/*
+ * PIDFD names task ID's process (HOST_PID): the guard keeps a copy, to kill it with the
+ * tree. OUTER_PPID and SID let it find a forked child the daemon had not found yet.
+ */
+int guard_pidfd(struct guard *g, uint32_t id, int pidfd, pid_t host_pid, pid_t outer_ppid, pid_t sid);
 /* The task's memory is complete: the guard drops its copy. */
 void guard_release(struct guard *g, uint32_t id);
 /* The end: with COMPLETE the guard exits quietly, else, if any task was incomplete, it
@@ -170,8 +174,11 @@ pid_t tree_pidfd_pid(int pidfd);
  * pidfd (pid in *CHILD), or -1 when there is none yet. */
 int tree_find_child(pid_t parent, const pid_t *skip, size_t nr_skip, pid_t *child);
 /* The same among the children of REAPERS, for a child whose parent exited: only a
- * process with uffd-registered memory qualifies. */
-int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip, size_t nr_skip, pid_t *child);
+ * process of session SID (when > 0) with uffd-registered memory qualifies. */
+int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip, size_t nr_skip, pid_t sid,
+		     pid_t *child);
+/* PID's session as our pid namespace sees it, or 0. */
+pid_t tree_sid(pid_t pid);
 /* SIGSTOP every process named by PIDFDS (-1 entries skipped) and all their descendants,
  * then SIGKILL them all and wait up to WAIT_MS for each to be gone. Returns how many
  * were signalled. */

@@ -48,6 +48,14 @@ struct guard_msg {
 	uint32_t id;
 	int32_t vpid;
 	int32_t host_pid;
+	int32_t outer_ppid; /* GUARD_PIDFD: where the task's orphans may go */
+	int32_t sid;	    /* GUARD_PIDFD: its session */
+};
+
+/* Where to look for a forked child the daemon had not found: reapers, in a session. */
+struct seek {
+	pid_t reaper;
+	pid_t sid;
 };
 
 struct guard {
@@ -72,22 +80,56 @@ struct held {
  * the uffds go only once they are gone: a thread on the other CPU must not get to run
  * again after its uffd is released.
  */
-static void guard_kill_all(struct held *h, size_t nr, const int *pidfds, size_t nr_pidfds)
+static void guard_kill_all(struct held *h, size_t nr, int **pidfds, size_t *nr_pidfds, const struct seek *sk,
+			   size_t nr_sk)
 {
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < nr; i++) {
 		if (h[i].uffd < 0)
 			continue;
-		if (h[i].host_pid > 0)
+		if (h[i].host_pid > 0) {
 			pr_err("guard: the daemon is gone with task %d (pid %d) incomplete: killing the restored tree",
 			       h[i].vpid, h[i].host_pid);
-		else
-			pr_err("guard: the daemon is gone with a child forked by task %d incomplete: killing the restored tree",
-			       h[i].vpid);
+			continue;
+		}
+		pr_err("guard: the daemon is gone with a child forked by task %d incomplete: killing the restored tree",
+		       h[i].vpid);
+		/*
+		 * The daemon had not found its pid yet: its parent may have exited at once,
+		 * leaving it to a reaper outside the tree. Look where the daemon would have.
+		 */
+		for (j = 0; j < nr_sk; j++) {
+			pid_t *known = calloc(*nr_pidfds + 1, sizeof(*known)), pid = 0, reaper = sk[j].reaper;
+			size_t k, nk = 0;
+			int fd, *nfds;
+
+			if (!known)
+				break;
+			for (k = 0; k < *nr_pidfds; k++) {
+				pid_t p = tree_pidfd_pid((*pidfds)[k]);
+
+				if (p > 0)
+					known[nk++] = p;
+			}
+			fd = reaper > 1 ? tree_find_orphan(&reaper, 1, known, nk, sk[j].sid, &pid) : -1;
+			free(known);
+			if (fd < 0)
+				continue;
+			nfds = realloc(*pidfds, (*nr_pidfds + 1) * sizeof(*nfds));
+			if (!nfds) {
+				syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+				close(fd);
+				continue;
+			}
+			*pidfds = nfds;
+			(*pidfds)[(*nr_pidfds)++] = fd;
+			pr_err("guard: pid %d, under pid %d with uffd-registered memory, is that child", (int)pid,
+			       (int)reaper);
+			break;
+		}
 	}
-	pr_err("guard: killed %zu processes of the restored tree",
-	       tree_kill(pidfds, nr_pidfds, GUARD_KILL_WAIT_MS));
+	pr_err("guard: killed %zu processes of the restored tree", tree_kill(*pidfds, *nr_pidfds, GUARD_KILL_WAIT_MS));
 	for (i = 0; i < nr; i++)
 		if (h[i].uffd >= 0)
 			close(h[i].uffd);
@@ -157,6 +199,8 @@ static void __attribute__((noreturn)) guard_main(int sock, int log_fd)
 	size_t nr = 0, cap = 0, i;
 	int *pidfds = NULL;
 	size_t nr_pidfds = 0, cap_pidfds = 0;
+	struct seek *sk = NULL;
+	size_t nr_sk = 0;
 	struct guard_msg m;
 	int fd, r;
 
@@ -208,6 +252,17 @@ static void __attribute__((noreturn)) guard_main(int sock, int log_fd)
 				cap_pidfds = nc;
 			}
 			pidfds[nr_pidfds++] = fd;
+			for (i = 0; i < nr; i++)
+				if (h[i].id == m.id)
+					h[i].host_pid = m.host_pid;
+			if (m.outer_ppid > 1 || m.sid > 0) {
+				struct seek *ns = realloc(sk, (nr_sk + 1) * sizeof(*ns));
+
+				if (ns) {
+					sk = ns;
+					sk[nr_sk++] = (struct seek){ .reaper = m.outer_ppid, .sid = m.sid };
+				}
+			}
 			break;
 		case GUARD_RELEASE:
 			if (fd >= 0)
@@ -231,7 +286,7 @@ kill:
 		if (h[i].uffd >= 0)
 			break;
 	if (i < nr)
-		guard_kill_all(h, nr, pidfds, nr_pidfds);
+		guard_kill_all(h, nr, &pidfds, &nr_pidfds, sk, nr_sk);
 	_exit(0);
 }
 
@@ -291,9 +346,9 @@ int guard_hold(struct guard *g, uint32_t id, pid_t vpid, pid_t host_pid, int uff
 	return ret;
 }
 
-int guard_pidfd(struct guard *g, uint32_t id, int pidfd)
+int guard_pidfd(struct guard *g, uint32_t id, int pidfd, pid_t host_pid, pid_t outer_ppid, pid_t sid)
 {
-	struct guard_msg m = { .op = GUARD_PIDFD, .id = id };
+	struct guard_msg m = { .op = GUARD_PIDFD, .id = id, .host_pid = host_pid, .outer_ppid = outer_ppid, .sid = sid };
 	int ret;
 
 	if (!g)

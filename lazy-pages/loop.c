@@ -156,7 +156,7 @@ static int add_task(struct daemon *d, struct lazy_task *t)
 	t->guard_id = ++d->guard_ids;
 	ret = guard_hold(d->guard, t->guard_id, t->vpid, t->host_pid, t->uffd);
 	if (!ret && t->pidfd >= 0) {
-		ret = guard_pidfd(d->guard, t->guard_id, t->pidfd);
+		ret = guard_pidfd(d->guard, t->guard_id, t->pidfd, t->host_pid, t->outer_ppid, t->sid);
 		if (ret)
 			guard_release(d->guard, t->guard_id);
 	}
@@ -539,6 +539,7 @@ static int on_fork(struct daemon *d, struct lazy_task *parent, int uffd)
 	c->uffd = uffd;
 	c->pidfd = -1;
 	c->fork_parent = parent;
+	c->sid = parent->sid;
 	c->img = parent->img;
 	ret = task_clone_ranges(c, parent);
 	if (!ret)
@@ -1092,6 +1093,7 @@ static int on_task(struct daemon *d, const struct handoff_msg *m)
 		pr_warn("task %d (pid %d): pidfd_open: %m; it can only be killed by its pid number", t->vpid,
 			t->host_pid);
 	t->outer_ppid = tree_ppid(t->host_pid);
+	t->sid = tree_sid(t->host_pid);
 	t->img = it;
 	t->around = FAULT_AROUND_PAGES;
 	ret = task_init_ranges(t);
@@ -1853,7 +1855,7 @@ static void claim_forks(struct daemon *d, bool now_or_never)
 			continue; /* a grandchild waits for its parent's pid */
 		fd = tree_find_child(p->host_pid, known, nk, &pid);
 		if (fd < 0 && (p->pidfd < 0 || tree_exited(p->pidfd)))
-			fd = tree_find_orphan(reapers, nr, known, nk, &pid);
+			fd = tree_find_orphan(reapers, nr, known, nk, c->sid, &pid);
 		if (fd < 0) {
 			if (!c->claim_since_ns)
 				c->claim_since_ns = now;
@@ -1867,7 +1869,7 @@ static void claim_forks(struct daemon *d, bool now_or_never)
 			known[nk++] = pid;
 			pr_info("task %d's child forked after the restore is pid %d", c->parent_vpid, (int)pid);
 			/* Even complete: on a failure the whole tree goes, this child with it. */
-			guard_pidfd(d->guard, c->guard_id, fd);
+			guard_pidfd(d->guard, c->guard_id, fd, pid, 0, c->sid);
 		}
 		c->fork_parent = NULL;
 		d->nr_unclaimed--;

@@ -73,6 +73,23 @@ static int proc_status(pid_t pid, char *state, pid_t *ppid)
 	return got == 2 ? 0 : -1;
 }
 
+pid_t tree_sid(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int sid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	/* After the last ')' of the comm: state, ppid, pgrp, session. */
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && sscanf(p + 1, " %*c %*d %*d %d", &sid) != 1)
+		sid = 0;
+	fclose(f);
+	return sid;
+}
+
 pid_t tree_ppid(pid_t pid)
 {
 	pid_t ppid = 0;
@@ -193,7 +210,8 @@ int tree_find_child(pid_t parent, const pid_t *skip, size_t nr_skip, pid_t *chil
 	return fd;
 }
 
-int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip, size_t nr_skip, pid_t *child)
+int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip, size_t nr_skip, pid_t sid,
+		     pid_t *child)
 {
 	pid_t *v = NULL;
 	size_t n = 0, cap = 0, i;
@@ -203,7 +221,7 @@ int tree_find_orphan(const pid_t *reapers, size_t nr_reapers, const pid_t *skip,
 		if (reapers[i] > 0)
 			add_children(reapers[i], &v, &n, &cap);
 	for (i = 0; i < n && fd < 0; i++) {
-		if (known(v[i], skip, nr_skip) || !has_uffd_vma(v[i]))
+		if (known(v[i], skip, nr_skip) || (sid > 0 && tree_sid(v[i]) != sid) || !has_uffd_vma(v[i]))
 			continue;
 		fd = child_pidfd(0, v[i]);
 		if (fd >= 0)

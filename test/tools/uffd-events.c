@@ -408,6 +408,54 @@ static int case_fork_exit_kill(void)
 }
 
 /*
+ * fork-exit-unclaimed: as fork-exit-kill, but the daemon is killed before the finish
+ * word, so before it has looked for the child's pid at all. The guard must find the
+ * orphan itself (its uffd-registered memory, under the task's reaper, in its session).
+ */
+static int case_fork_exit_unclaimed(void)
+{
+	int go[2], rep[2], pp[2];
+	pid_t task, child;
+	uint64_t missing;
+
+	vma_pages = data_pages = 256;
+	if (write_images() || start_daemon())
+		return 1;
+	if (pipe(go) || pipe(rep) || pipe(pp))
+		return 1;
+	task = fork();
+	if (!task) {
+		pid_t c;
+
+		if (task_handover())
+			_exit(1);
+		c = fork();
+		if (!c)
+			reader_child(go[0], rep[1]);
+		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
+			_exit(1);
+		_exit(0);
+	}
+	track(task);
+	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
+		FAIL("the task did not fork");
+	track(child);
+	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
+		FAIL("the child did not report");
+	waitpid(task, NULL, 0);
+	if (missing != data_pages)
+		FAIL("premise: the child had %llu of %llu pages missing", (unsigned long long)missing,
+		     (unsigned long long)data_pages);
+	if (log_has("forked after the restore is pid"))
+		FAIL("premise: the daemon found the child before the finish word");
+	if (kill_daemon())
+		FAIL("killing the daemon: %m");
+	if (write(go[1], "g", 1) != 1)
+		FAIL("telling the child: %m");
+	return expect_killed("the orphaned child nobody had named", child, 15000);
+}
+
+/*
  * fork-complete-kill: the task forks before touching anything, then reads all of its
  * own memory (faults make it complete); at the finish word the daemon releases the
  * complete task and starts on the child, and is killed at once. The child must die, and
@@ -752,6 +800,8 @@ static const struct {
 	const char *what;
 } cases[] = {
 	{ "fork-exit-kill", case_fork_exit_kill, "a child orphaned right after its fork dies with the daemon" },
+	{ "fork-exit-unclaimed", case_fork_exit_unclaimed,
+	  "the same, the daemon killed before it looked for the child: the guard finds it" },
 	{ "fork-complete-kill", case_fork_complete_kill,
 	  "the daemon dies with a forked child incomplete and its parent complete: both die" },
 	{ "pid-reuse", case_pid_reuse, "an exited task's pid reused by a bystander: the bystander lives" },

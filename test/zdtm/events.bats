@@ -39,6 +39,11 @@ run_case() {
 	grep -q "guard: killed 1 processes of the restored tree" "$LOG"
 }
 
+@test "events: the daemon killed before it looked for an orphaned child's pid: the guard finds and kills it" {
+	run_case fork-exit-unclaimed
+	grep -q "guard: pid [0-9]*, under pid [0-9]* with uffd-registered memory, is that child" "$LOG"
+}
+
 @test "events: the daemon dies with a forked child incomplete and its parent complete: both die" {
 	run_case fork-complete-kill
 	grep -q "task 1: all lazy pages copied" "$LOG"
