@@ -1853,6 +1853,12 @@ static void claim_forks(struct daemon *d, bool now_or_never)
 
 		if (!p || p->host_pid <= 0)
 			continue; /* a grandchild waits for its parent's pid */
+		if (c->gone) {
+			/* It exited: nothing of it is left to kill. */
+			c->fork_parent = NULL;
+			d->nr_unclaimed--;
+			continue;
+		}
 		fd = tree_find_child(p->host_pid, known, nk, &pid);
 		if (fd < 0 && (p->pidfd < 0 || tree_exited(p->pidfd)))
 			fd = tree_find_orphan(reapers, nr, known, nk, c->sid, &pid);
@@ -1861,8 +1867,11 @@ static void claim_forks(struct daemon *d, bool now_or_never)
 				c->claim_since_ns = now;
 			if (now - c->claim_since_ns < CLAIM_GIVE_UP_NS && !now_or_never)
 				continue;
-			pr_warn("the pid of a child forked by task %d was not found; were the daemon to fail, it would not be killed unless it is still under the restored tree",
-				c->parent_vpid);
+			if (c->done)
+				pr_debug("the pid of a child forked by task %d (complete) was not found", c->parent_vpid);
+			else
+				pr_warn("the pid of a child forked by task %d was not found; were the daemon to fail, it would not be killed unless it is still under the restored tree",
+					c->parent_vpid);
 		} else {
 			c->host_pid = pid;
 			c->pidfd = fd;
