@@ -280,7 +280,8 @@ int handoff_listen_fd(const struct handoff *h)
 }
 
 /* May this peer hand over uffds? Our own uid or root; else say who was refused. */
-static bool peer_allowed(int fd, const char *name)
+/* NAME is the socket, WHAT what a peer does there (for the refusal's message). */
+static bool peer_allowed(int fd, const char *name, const char *what)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
@@ -293,11 +294,11 @@ static bool peer_allowed(int fd, const char *name)
 	if (cr.uid == me || cr.uid == 0)
 		return true;
 	if (me == 0)
-		pr_warn("refused a connection on %s from pid %d uid %u: only root may talk to this daemon",
-			name, (int)cr.pid, (unsigned)cr.uid);
+		pr_warn("refused a connection on %s from pid %d uid %u: only root may %s", name, (int)cr.pid,
+			(unsigned)cr.uid, what);
 	else
-		pr_warn("refused a connection on %s from pid %d uid %u: only uid %u or root may talk to this daemon",
-			name, (int)cr.pid, (unsigned)cr.uid, (unsigned)me);
+		pr_warn("refused a connection on %s from pid %d uid %u: only uid %u or root may %s", name,
+			(int)cr.pid, (unsigned)cr.uid, (unsigned)me, what);
 	return false;
 }
 
@@ -340,7 +341,7 @@ static void give_device(int lfd)
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
-	if (!peer_allowed(fd, UFFD_DEV_SOCKET))
+	if (!peer_allowed(fd, UFFD_DEV_SOCKET, "ask for the device"))
 		goto out;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
 	dev = uffd_dev_open(UFFD_DEV_PATH);
@@ -385,7 +386,7 @@ int handoff_accept(struct handoff *h)
 			pr_err("accept on %s: %m", LAZY_SOCKET_NAME);
 			return -errno;
 		}
-		if (peer_allowed(fd, LAZY_SOCKET_NAME))
+		if (peer_allowed(fd, LAZY_SOCKET_NAME, "hand over uffds"))
 			break;
 		close(fd);
 	}
