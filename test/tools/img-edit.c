@@ -9,9 +9,10 @@
  *       holding the most PE_LAZY pages; prints
  *       "vma 0xSTART-0xEND flags 0xOLD -> 0xNEW, N lazy pages"
  *   img-edit count-mismatch DIR PID
- *       give the first PE_LAZY entry with a field-2 count N >= 2 (and no field 5) a
- *       field 5 of N - 1, as a writer that disagrees with itself would; prints
- *       "entry at offset OFF vaddr 0xVADDR field 2 N field 5 N-1"
+ *       give the first PE_LAZY entry with a count N >= 2 in one field alone (field 2,
+ *       CRIU 4.1; field 5 beside a 0 in field 2, 4.2) N - 1 in the other, as a writer
+ *       that disagrees with itself would; prints
+ *       "entry at offset OFF vaddr 0xVADDR field 2 F2 field 5 F5"
  *       (OFF: the record's length header, which error messages quote)
  *
  * Exit status: 0, 1 on an error, 2 on bad usage.
@@ -212,19 +213,29 @@ static int count_mismatch(const char *dir, const char *pid)
 
 		if (!pe)
 			return fail("%s: offset %zu: cannot decode", pm.path, pm.recs[i].off);
-		if (pe->has_nr_pages || pe->compat_nr_pages < 2 || !(entry_flags(pe) & PE_LAZY)) {
+		if (!(entry_flags(pe) & PE_LAZY)) {
 			pagemap_entry__free_unpacked(pe, NULL);
 			continue;
 		}
-		pe->has_nr_pages = true;
-		pe->nr_pages = pe->compat_nr_pages - 1;
+		if (!pe->has_nr_pages && pe->compat_nr_pages >= 2) {
+			/* CRIU 4.1: the count in field 2 alone; field 5 gets one less. */
+			pe->has_nr_pages = true;
+			pe->nr_pages = pe->compat_nr_pages - 1;
+		} else if (pe->has_nr_pages && pe->nr_pages >= 2 && !pe->compat_nr_pages) {
+			/* CRIU 4.2: 0 in field 2 beside the count in field 5; field 2 gets one less. */
+			pe->has_compat_nr_pages = true;
+			pe->compat_nr_pages = (uint32_t)pe->nr_pages - 1;
+		} else {
+			pagemap_entry__free_unpacked(pe, NULL);
+			continue;
+		}
 		printf("entry at offset %zu vaddr 0x%" PRIx64 " field 2 %u field 5 %" PRIu64 "\n", pm.recs[i].off,
 		       pe->vaddr, pe->compat_nr_pages, pe->nr_pages);
 		ret = img_write(&pm, i, &pe->base);
 		pagemap_entry__free_unpacked(pe, NULL);
 		return ret;
 	}
-	return fail("%s: no PE_LAZY entry of 2 pages or more with its count in field 2 alone", pm.path);
+	return fail("%s: no PE_LAZY entry of 2 pages or more with its count in one field alone", pm.path);
 }
 
 int main(int argc, char **argv)

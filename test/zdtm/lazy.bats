@@ -146,7 +146,7 @@ lazy_refused() {
 	local edit=$LU_BUILD/test/tools/img-edit out
 	zdtm_start anon --size 64M
 	zdtm_dump
-	# The first lazy entry of 2 pages or more gets field 5 = field 2 - 1.
+	# The first lazy entry of 2 pages or more gets one less in its other count field.
 	out=$("$edit" count-mismatch "$ZDTM_IMG" 1)
 	echo "img-edit: $out"
 	[[ $out =~ ^entry\ at\ offset\ ([0-9]+)\ vaddr\ (0x[0-9a-f]+)\ field\ 2\ ([0-9]+)\ field\ 5\ ([0-9]+)$ ]]
