@@ -40,7 +40,7 @@ $(O)/obj/test/tools/uffd-events.o: | $(IMAGES_PB_H)
 
 $(UFFD_EVENTS): $(O)/obj/test/tools/uffd-events.o $(O)/obj/test/unit/imgwriter.o $(LIBCRIMG)
 	@mkdir -p $(dir $@)
-	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
+	$(CC) -pthread $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
 
 # hwbp-probe: whether ptrace hardware breakpoints fire here (test/run.sh, bench).
 HWBP_PROBE	:= $(O)/test/tools/hwbp-probe
