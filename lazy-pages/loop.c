@@ -329,6 +329,15 @@ static enum copy_res wake_unregistered(struct lazy_task *t, uint64_t page)
 	}
 }
 
+/* PAGE is no longer registered: out of T's lazy ranges, and its waiter woken. */
+static enum copy_res drop_unregistered(struct lazy_task *t, uint64_t page)
+{
+	pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
+	if (task_drop(t, page, page + PAGE_SZ))
+		return COPY_FAILED;
+	return wake_unregistered(t, page);
+}
+
 static enum copy_res serve_zero(struct lazy_task *t, uint64_t page, uint64_t n)
 {
 	uint64_t done;
@@ -516,13 +525,7 @@ static enum copy_res serve_fault(struct daemon *d, struct lazy_task *t, uint64_t
 	t->seq_next = page + (n << PAGE_SHIFT);
 	t->seq_prev_img = r->img_start + (k << PAGE_SHIFT);
 	t->st.pages_fault += copied;
-	if (res == COPY_NOENT) {
-		pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid, (unsigned long long)page);
-		if (task_drop(t, page, page + PAGE_SZ))
-			return COPY_FAILED;
-		return wake_unregistered(t, page);
-	}
-	return res;
+	return res == COPY_NOENT ? drop_unregistered(t, page) : res;
 }
 
 static int on_fork(struct daemon *d, struct lazy_task *parent, int uffd)
@@ -1256,35 +1259,21 @@ again:
 				if (d->failed || ++rounds > 10000)
 					goto out;
 				goto again;
-			case COPY_NOENT: {
-				uint64_t page = r->start + (range_next_pending(r, k) << PAGE_SHIFT);
-
-				pr_debug("task %d: 0x%llx is no longer registered; dropping it", t->vpid,
-					 (unsigned long long)page);
-				if (task_drop(t, page, page + PAGE_SZ)) {
-					fail(d);
-					return;
-				}
+			case COPY_NOENT:
 				/* A fault may wait on it (its request was this one). */
-				switch (wake_unregistered(t, page)) {
-				case COPY_GONE:
-					task_finish(d, t, true);
-					return;
-				case COPY_FAILED:
-					fail(d);
-					return;
-				default:
-					break;
-				}
-				goto again;
-			}
+				res = drop_unregistered(t, r->start + (range_next_pending(r, k) << PAGE_SHIFT));
+				if (res == COPY_OK)
+					goto again;
+				break;
 			case COPY_GONE:
-				task_finish(d, t, true);
-				return;
 			case COPY_FAILED:
-				fail(d);
-				return;
+				break;
 			}
+			if (res == COPY_GONE)
+				task_finish(d, t, true);
+			else
+				fail(d);
+			return;
 		}
 	}
 out:

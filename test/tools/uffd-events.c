@@ -362,14 +362,18 @@ static int expect_killed(const char *who, pid_t pid, int ms)
  * an orphan (ours, as the subreaper) before the daemon could find it among the task's
  * children; then the daemon is killed with the child's memory incomplete. The guard
  * must kill the child before it reads a missing page.
+ *
+ * fork-exit-unclaimed (UNCLAIMED): the same, the daemon killed before the finish word,
+ * so before it has looked for the child's pid at all. The guard must find the orphan
+ * itself (its uffd-registered memory, under the task's reaper, in its session).
  */
-static int case_fork_exit_kill(void)
+static int fork_exit(bool unclaimed)
 {
 	int go[2], rep[2], pp[2];
 	pid_t task, child;
 	uint64_t missing;
 
-	vma_pages = data_pages = 256 << 8; /* 256 MiB */
+	vma_pages = data_pages = unclaimed ? 256 : 256 << 8; /* 1 MiB, 256 MiB */
 	if (write_images() || start_daemon())
 		return 1;
 	if (pipe(go) || pipe(rep) || pipe(pp))
@@ -397,62 +401,29 @@ static int case_fork_exit_kill(void)
 	if (missing != data_pages)
 		FAIL("premise: the child had %llu of %llu pages missing before the finish word",
 		     (unsigned long long)missing, (unsigned long long)data_pages);
-	if (send_finish())
-		FAIL("finish word: %m");
-	wait_claimed();
+	if (unclaimed) {
+		if (log_has("forked after the restore is pid"))
+			FAIL("premise: the daemon found the child before the finish word");
+	} else {
+		if (send_finish())
+			FAIL("finish word: %m");
+		wait_claimed();
+	}
 	if (kill_daemon())
 		FAIL("killing the daemon: %m");
 	if (write(go[1], "g", 1) != 1)
 		FAIL("telling the child: %m");
-	return expect_killed("the orphaned child", child, 15000);
+	return expect_killed(unclaimed ? "the orphaned child nobody had named" : "the orphaned child", child, 15000);
 }
 
-/*
- * fork-exit-unclaimed: as fork-exit-kill, but the daemon is killed before the finish
- * word, so before it has looked for the child's pid at all. The guard must find the
- * orphan itself (its uffd-registered memory, under the task's reaper, in its session).
- */
+static int case_fork_exit_kill(void)
+{
+	return fork_exit(false);
+}
+
 static int case_fork_exit_unclaimed(void)
 {
-	int go[2], rep[2], pp[2];
-	pid_t task, child;
-	uint64_t missing;
-
-	vma_pages = data_pages = 256;
-	if (write_images() || start_daemon())
-		return 1;
-	if (pipe(go) || pipe(rep) || pipe(pp))
-		return 1;
-	task = fork();
-	if (!task) {
-		pid_t c;
-
-		if (task_handover())
-			_exit(1);
-		c = fork();
-		if (!c)
-			reader_child(go[0], rep[1]);
-		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
-			_exit(1);
-		_exit(0);
-	}
-	track(task);
-	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
-		FAIL("the task did not fork");
-	track(child);
-	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
-		FAIL("the child did not report");
-	waitpid(task, NULL, 0);
-	if (missing != data_pages)
-		FAIL("premise: the child had %llu of %llu pages missing", (unsigned long long)missing,
-		     (unsigned long long)data_pages);
-	if (log_has("forked after the restore is pid"))
-		FAIL("premise: the daemon found the child before the finish word");
-	if (kill_daemon())
-		FAIL("killing the daemon: %m");
-	if (write(go[1], "g", 1) != 1)
-		FAIL("telling the child: %m");
-	return expect_killed("the orphaned child nobody had named", child, 15000);
+	return fork_exit(true);
 }
 
 /*
