@@ -1816,11 +1816,15 @@ static bool all_done(const struct daemon *d)
  */
 static void claim_forks(struct daemon *d, bool now_or_never)
 {
-	uint64_t now = now_ns();
 	pid_t *known, *reapers;
 	size_t i, nk = 0, nr = 0;
+	uint64_t now;
 
-	if (!d->nr_unclaimed || (!d->finished && !now_or_never) || (now < d->next_claim_ns && !now_or_never))
+	/* Called on every pass of the loop: nothing but these tests when no fork is pending. */
+	if (!d->nr_unclaimed || (!d->finished && !now_or_never))
+		return;
+	now = now_ns();
+	if (now < d->next_claim_ns && !now_or_never)
 		return;
 	d->next_claim_ns = now + CLAIM_INTERVAL_NS;
 	known = calloc(d->nr_tasks, sizeof(*known));
