@@ -1905,7 +1905,7 @@ static void kill_restored(struct daemon *d)
 			if (fds)
 				fds[n++] = t->pidfd;
 			else
-				tree_kill(&t->pidfd, 1, KILL_WAIT_MS); /* one by one, not not at all */
+				tree_kill(&t->pidfd, 1, KILL_WAIT_MS); /* one by one rather than not at all */
 		} else if (t->pidfd < 0 && t->host_pid > 0 && incomplete) {
 			pr_err("killing restored task %d (pid %d, by number: no pidfd): its memory cannot be completed",
 			       t->vpid, t->host_pid);
