@@ -66,16 +66,21 @@ diag() {
 	done
 }
 
-# rc_run: the container runs and its program is ready.
-rc_run() {
-	local i
-	(cd "$BUNDLE" && runc run -d "$ID" </dev/null >"$RB/run.out" 2>&1) || { cat "$RB/run.out"; return 1; }
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$OUT/pid" ] && return 0
+# within SECONDS CMD...: CMD succeeds within SECONDS (polled every 50 ms).
+within() {
+	local i n=$(($1 * 20))
+	shift
+	for ((i = 0; i < n; i++)); do
+		"$@" && return 0
 		sleep 0.05
 	done
-	echo "the container's program never got ready"
 	return 1
+}
+
+# rc_run: the container runs and its program is ready.
+rc_run() {
+	(cd "$BUNDLE" && runc run -d "$ID" </dev/null >"$RB/run.out" 2>&1) || { cat "$RB/run.out"; return 1; }
+	within 5 test -s "$OUT/pid" || { echo "the container's program never got ready"; return 1; }
 }
 
 # rc_daemon ours|criu [ARGS...]: the lazy-pages daemon on IMG, work dir $RB/work.
@@ -89,12 +94,7 @@ rc_daemon() {
 	fi
 	DPID=$!
 	DLOG=$RB/work/lazy.log
-	for ((i = 0; i < 100; i++)); do
-		[ -S "$RB/work/lazy-pages.socket" ] && return 0
-		sleep 0.05
-	done
-	echo "the $which daemon never listened"
-	return 1
+	within 5 test -S "$RB/work/lazy-pages.socket" || { echo "the $which daemon never listened"; return 1; }
 }
 
 # rc_restore CRIU ID IMG: runc restore --lazy-pages, detached.
@@ -105,18 +105,12 @@ rc_restore() {
 
 # rc_finish ID: the restored program checks every byte and says PASS; the daemon exits 0.
 rc_finish() {
-	local i rc=0
+	local rc=0
 	rm -f "$OUT/out"
 	runc kill "$1" TERM || { echo "runc kill $1 failed"; diag; return 1; }
-	for ((i = 0; i < 400; i++)); do
-		[ -s "$OUT/out" ] && break
-		sleep 0.05
-	done
+	within 20 test -s "$OUT/out" || true
 	[ "$(cat "$OUT/out" 2>/dev/null)" = PASS ] || { echo "verdict: $(cat "$OUT/out" 2>/dev/null)"; diag; return 1; }
-	for ((i = 0; i < 400; i++)); do
-		kill -0 "$DPID" 2>/dev/null || break
-		sleep 0.05
-	done
+	within 20 eval '! kill -0 "$DPID" 2>/dev/null' || true
 	wait "$DPID" || rc=$?
 	DPID=
 	[ "$rc" = 0 ] || { echo "the daemon exited $rc"; diag; return 1; }
@@ -162,18 +156,14 @@ local_lazy() {
 # and serves its memory; the destination (another container of the same bundle) restores
 # from a copy of the images with pages from there. The source ends by itself.
 migrate() {
-	local daemon=$1 i rc=0 args=(--page-server --address 127.0.0.1 --port "$PORT")
+	local daemon=$1 rc=0 args=(--page-server --address 127.0.0.1 --port "$PORT")
 	rc_run
 	(cd "$BUNDLE" && exec timeout 120 runc --criu "$CRIU" checkpoint --image-path "$RB/img" \
 		--work-path "$RB/dump-work" --lazy-pages --page-server "127.0.0.1:$PORT" "$ID" \
 		>"$RB/ckpt.out" 2>&1) &
 	local src=$!
 	# The images are all written before criu's page server listens.
-	for ((i = 0; i < 400; i++)); do
-		[ -n "$(ss -Hltn "sport = :$PORT")" ] && break
-		sleep 0.05
-	done
-	[ -n "$(ss -Hltn "sport = :$PORT")" ] || { echo "the lazy checkpoint never listened"; diag; return 1; }
+	within 20 eval '[ -n "$(ss -Hltn "sport = :$PORT")" ]' || { echo "the lazy checkpoint never listened"; diag; return 1; }
 	cp -a "$RB/img" "$RB/dst"
 	rc_daemon "$daemon" "$RB/dst" "${args[@]}"
 	rc_restore "$CRIU" "$ID2" "$RB/dst" || { cat "$RB/restore.out"; diag; return 1; }
