@@ -18,8 +18,10 @@
  * the tree: orphans of the tree come to us, and we reap them.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -52,6 +54,8 @@
 static const char *lazy_uffd, *dir;
 static char img_dir[4096], work_dir[4096], log_path[4096];
 static pid_t daemon_pid;
+/* More of the daemon's arguments, for a case that needs them (NULL-terminated). */
+static const char *daemon_extra[8];
 static int conn = -1;
 /* Every process a case started, killed at the end whatever the verdict. */
 static pid_t spawned[8];
@@ -126,10 +130,15 @@ static int start_daemon(void)
 	if (!daemon_pid) {
 		char fd[16];
 
+		const char *argv[32] = { lazy_uffd, "daemon", "-D", img_dir, "-W", work_dir, "-o", log_path, "-v4",
+					 "--status-fd", fd };
+		size_t i, n = 11;
+
 		dup2(st[1], 9);
 		snprintf(fd, sizeof(fd), "%d", 9);
-		execl(lazy_uffd, lazy_uffd, "daemon", "-D", img_dir, "-W", work_dir, "-o", log_path, "-v4",
-		      "--status-fd", fd, (char *)NULL);
+		for (i = 0; daemon_extra[i] && n < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+			argv[n++] = daemon_extra[i];
+		execv(lazy_uffd, (char **)argv);
 		_exit(127);
 	}
 	close(st[1]);
@@ -765,6 +774,219 @@ static int case_fork_in_failed_batch(void)
 	return expect_killed("the child forked behind the failed fault", child, 15000);
 }
 
+/* The daemon's one child: the guard, forked at its start. */
+static pid_t guard_pid(void)
+{
+	char path[64];
+	int pid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)daemon_pid, (int)daemon_pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &pid) != 1)
+		pid = -1;
+	fclose(f);
+	return pid;
+}
+
+/* The CPU time (user + system, clock ticks) PID has used. */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* Past "(comm)", which may hold spaces: state is field 3, utime and stime 14 and 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return -1;
+	return (long)(ut + st);
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's pick, let go again at once). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&sa, sizeof(sa)) && !getsockname(fd, (struct sockaddr *)&sa, &len))
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* `lazy-uffd page-server` on the case's images, at 127.0.0.1:PORT; its pid once it listens. */
+static pid_t start_page_server(const char *port)
+{
+	char ps_log[sizeof(work_dir) + 16], b;
+	int st[2];
+	pid_t pid;
+
+	snprintf(ps_log, sizeof(ps_log), "%s/ps.log", work_dir);
+	if (pipe2(st, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (!pid) {
+		dup2(st[1], 9);
+		execl(lazy_uffd, lazy_uffd, "page-server", "-D", img_dir, "-W", work_dir, "-o", ps_log, "--address",
+		      "127.0.0.1", "--port", port, "--status-fd", "9", (char *)NULL);
+		_exit(127);
+	}
+	close(st[1]);
+	if (pid < 0 || read(st[0], &b, 1) != 1) {
+		say("the page server exited before it listened (see %s)", ps_log);
+		pid = -1;
+	}
+	close(st[0]);
+	return track(pid);
+}
+
+/*
+ * complete-no-spin: once the task is complete the daemon closes its uffd, while the
+ * guard (stopped here) still holds a copy, which keeps the file and any epoll
+ * registration of it alive. The task then unmaps part of its memory: the UNMAP event
+ * makes that file readable. A daemon that left the uffd in its epoll set is woken for it
+ * on every wait, for a task it no longer serves, and spins; ours sleeps. The task's
+ * munmap waits until the event is read or the file is gone: it returns when the guard,
+ * resumed, drops its copy.
+ *
+ * The daemon must stay up with nothing to do meanwhile: the task's forked child is
+ * incomplete, its pages asked of a page server that is stopped. Parent and child unmap
+ * each the other's half, so that the answers to the parent's faults are of no use to
+ * the child (an answer is copied into every task that wants it).
+ */
+static void __attribute__((noreturn)) half_child(int go_fd, int report_fd)
+{
+	const uint64_t half = data_pages / 2;
+	unsigned char v[64];
+	uint64_t i, missing = 0, bad = 0;
+	char b;
+
+	if (munmap((void *)BASE, half * PG) || half > sizeof(v) || mincore((void *)(BASE + half * PG), half * PG, v))
+		_exit(4);
+	for (i = 0; i < half; i++)
+		missing += !(v[i] & 1);
+	if (write(report_fd, &missing, sizeof(missing)) != sizeof(missing) || read(go_fd, &b, 1) != 1)
+		_exit(4);
+	for (i = half; i < data_pages; i++)
+		bad += *(const volatile uint64_t *)(BASE + i * PG) != BASE + i * PG;
+	_exit(bad ? 2 : 0);
+}
+
+static int case_complete_no_spin(void)
+{
+	int ready[2], go[2], cgo[2], rep[2], st;
+	long before, after;
+	pid_t task, child, guard, ps;
+	char port[16], b, what[64];
+	uint64_t missing;
+
+	vma_pages = data_pages = 16; /* the parent's half: one fault's fault-around */
+	snprintf(port, sizeof(port), "%d", free_port());
+	daemon_extra[0] = "--page-server";
+	daemon_extra[1] = "--address";
+	daemon_extra[2] = "127.0.0.1";
+	daemon_extra[3] = "--port";
+	daemon_extra[4] = port;
+	daemon_extra[5] = "--reconnect-timeout";
+	daemon_extra[6] = "60";
+	if (write_images())
+		return 1;
+	ps = start_page_server(port);
+	if (ps < 0 || start_daemon())
+		return 1;
+	guard = guard_pid();
+	if (guard <= 0)
+		FAIL("the daemon has no guard process");
+	if (pipe(ready) || pipe(go) || pipe(cgo) || pipe(rep))
+		return 1;
+	task = fork();
+	if (!task) {
+		uint64_t i, bad = 0;
+		pid_t c;
+
+		if (task_handover())
+			_exit(1);
+		c = fork();
+		if (!c)
+			half_child(cgo[0], rep[1]);
+		if (munmap((void *)(BASE + data_pages / 2 * PG), data_pages / 2 * PG))
+			_exit(1);
+		for (i = 0; i < data_pages / 2; i++)
+			bad += *(const volatile uint64_t *)(BASE + i * PG) != BASE + i * PG;
+		if (bad)
+			_exit(2);
+		if (write(ready[1], &c, sizeof(c)) != sizeof(c))
+			_exit(1);
+		/* Told that the daemon has released us: queue an event on the closed uffd. */
+		if (read(go[0], &b, 1) != 1)
+			_exit(1);
+		munmap((void *)BASE, PG);
+		_exit(0);
+	}
+	track(task);
+	if (read(ready[0], &child, sizeof(child)) != sizeof(child))
+		FAIL("the task did not fork or read its memory");
+	track(child);
+	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing) || missing != data_pages / 2)
+		FAIL("premise: the forked child should have its %llu pages to come", (unsigned long long)data_pages / 2);
+	if (kill(ps, SIGSTOP) || kill(guard, SIGSTOP))
+		FAIL("stopping the page server and the guard: %m");
+	if (send_finish())
+		FAIL("finish word: %m");
+	for (st = 0; st < 2000 && !log_has("task 1: all lazy pages copied"); st++)
+		msleep(1);
+	if (!log_has("task 1: all lazy pages copied"))
+		FAIL("premise: the daemon did not release the complete task after the finish word");
+	if (write(go[1], "u", 1) != 1)
+		FAIL("telling the task: %m");
+	msleep(200); /* the munmap's event is queued by now */
+	before = cpu_ticks(daemon_pid);
+	msleep(1000);
+	after = cpu_ticks(daemon_pid);
+	if (kill(guard, SIGCONT) || kill(ps, SIGCONT))
+		FAIL("resuming the guard and the page server: %m");
+	if (before < 0 || after < 0)
+		FAIL("reading the daemon's CPU time");
+	/* 100 ticks a second: a sleeping daemon takes 0-2, a loop woken on every wait what it gets. */
+	if (after - before > 20)
+		FAIL("the daemon used %ld ticks of CPU in 1 s with nothing to do: woken for a uffd it closed",
+		     after - before);
+	if (wait_status(task, 10000, &st))
+		FAIL("the task's munmap did not return once the guard let its uffd go");
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		FAIL("the task read wrong pages or failed: %s", what);
+	if (write(cgo[1], "g", 1) != 1)
+		FAIL("telling the child: %m");
+	if (wait_status(child, 10000, &st))
+		FAIL("the forked child did not get its pages once the page server was back");
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		FAIL("the forked child read wrong pages: %s", what);
+	if (wait_status(daemon_pid, 10000, &st))
+		FAIL("the daemon did not exit with every task complete");
+	daemon_pid = 0;
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		FAIL("the daemon ended with %s", what);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
@@ -781,6 +1003,8 @@ static const struct {
 	{ "enoent-wake", case_enoent_wake, "a fault whose range moved away while it waited is woken" },
 	{ "fork-in-failed-batch", case_fork_in_failed_batch,
 	  "a FORK read behind a fault the daemon fails on: the child dies with the tree" },
+	{ "complete-no-spin", case_complete_no_spin,
+	  "a complete task's uffd, closed while the guard holds a copy, no longer wakes the loop" },
 };
 
 int main(int argc, char **argv)

@@ -4,7 +4,7 @@
 # and the daemon's death itself. Each case failed on the daemon before its fix (issue
 # 16): a child forked after the restore read zeros or was left running, a bystander
 # that got an exited task's pid was killed, faults deferred past 256 or met by ENOENT
-# were never answered.
+# were never answered, a complete task's closed uffd kept waking the loop.
 
 load ../lib
 
@@ -67,4 +67,9 @@ run_case() {
 	run_case fork-in-failed-batch
 	grep -q "task 1's child forked after the restore is pid" "$LOG"
 	grep -q "killing restored task 1 (pid [0-9]*): its memory cannot be completed" "$LOG"
+}
+
+@test "events: a complete task's uffd closed while the guard holds a copy does not wake the daemon" {
+	run_case complete-no-spin
+	grep -q "task 1: all lazy pages copied" "$LOG"
 }
