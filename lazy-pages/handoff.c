@@ -215,7 +215,7 @@ int handoff_listen(struct handoff **out)
 	struct handoff *h;
 	mode_t old_mask;
 	socklen_t len;
-	int fd, dir_fd, ret;
+	int fd, dir_fd, ret, one = 1;
 
 	/* Only for the messages: criu restore finds the socket by its relative name. */
 	if (getcwd(cwd, sizeof(cwd)))
@@ -248,6 +248,13 @@ int handoff_listen(struct handoff **out)
 	ret = clear_socket_path(shown, &sa, len);
 	if (ret)
 		goto err_unlock;
+	/*
+	 * On the listener, so that accept() hands over a connection that has it already: a
+	 * task that sent its uffd between our accept() and a setsockopt() on the new socket
+	 * came without credentials (pid 0), and could not have been killed on failure.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)))
+		pr_warn("SO_PASSCRED: %m; restored tasks cannot be stopped by pid on failure");
 	/* The mode comes from the umask at bind(); a chmod afterwards would leave a window. */
 	old_mask = umask(0177);
 	ret = bind(fd, (struct sockaddr *)&sa, len);
@@ -364,7 +371,7 @@ out:
 
 int handoff_accept(struct handoff *h)
 {
-	int one = 1, fd;
+	int fd;
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = h->listen_fd, .events = POLLIN }, { .fd = h->dev_fd, .events = POLLIN } };
@@ -392,8 +399,6 @@ int handoff_accept(struct handoff *h)
 	}
 	/* Asked for, if at all, at criu's plugin init, which comes before this connection. */
 	close_device(h);
-	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)))
-		pr_warn("SO_PASSCRED: %m; restored tasks cannot be stopped by pid on failure");
 	/* One restore per daemon, as with criu lazy-pages. */
 	close(h->listen_fd);
 	h->listen_fd = -1;

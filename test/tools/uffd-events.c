@@ -34,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -115,12 +116,11 @@ static int write_images(void)
 	return tw_dump(img_dir, &t, 1, TW_41);
 }
 
-/* Start the daemon and wait for its ready byte; then connect as criu restore does. */
-static int start_daemon(void)
+/* Start the daemon and wait for its ready byte. */
+static int start_daemon_only(void)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char path[sizeof(work_dir) + 32], b;
-	int st[2], len;
+	char b;
+	int st[2];
 
 	if (pipe2(st, O_CLOEXEC))
 		return -1;
@@ -129,7 +129,6 @@ static int start_daemon(void)
 		return -1;
 	if (!daemon_pid) {
 		char fd[16];
-
 		const char *argv[32] = { lazy_uffd, "daemon", "-D", img_dir, "-W", work_dir, "-o", log_path, "-v4",
 					 "--status-fd", fd };
 		size_t i, n = 11;
@@ -148,18 +147,94 @@ static int start_daemon(void)
 		return -1;
 	}
 	close(st[0]);
-	len = snprintf(path, sizeof(path), "%s/lazy-pages.socket", work_dir);
+	return 0;
+}
+
+/* Connect to the daemon's lazy-pages.socket as criu restore does. */
+static int connect_daemon(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int len = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/lazy-pages.socket", work_dir);
+
 	if (len < 0 || (size_t)len >= sizeof(sa.sun_path)) {
-		say("%s: too long for a socket address", path);
+		say("%s/lazy-pages.socket: too long for a socket address", work_dir);
 		return -1;
 	}
-	memcpy(sa.sun_path, path, len + 1);
 	conn = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (conn < 0 || connect(conn, (struct sockaddr *)&sa, sizeof(sa))) {
 		say("connect %s: %m", sa.sun_path);
 		return -1;
 	}
 	return 0;
+}
+
+static int start_daemon(void)
+{
+	return start_daemon_only() || connect_daemon() ? -1 : 0;
+}
+
+/*
+ * PTRACE_GET_SYSCALL_INFO's answer (linux/ptrace.h, which cannot be included beside
+ * glibc's sys/ptrace.h; glibc 2.36 does not have it).
+ */
+#ifndef PTRACE_GET_SYSCALL_INFO
+#define PTRACE_GET_SYSCALL_INFO 0x420e
+#endif
+struct syscall_info {
+	uint8_t op; /* 1 entry, 2 exit */
+	uint8_t pad[3];
+	uint32_t arch;
+	uint64_t ip, sp;
+	union {
+		struct {
+			uint64_t nr, args[6];
+		} entry;
+		struct {
+			int64_t rval;
+			uint8_t is_error;
+		} exit;
+	};
+};
+
+/*
+ * Start the daemon and connect as criu restore does, with the daemon held by ptrace at the
+ * exit of the accept4() that takes the connection: the caller acts in that window, then
+ * detaches.
+ */
+static int start_daemon_held(void)
+{
+	long nr = -1;
+	int st;
+
+	if (start_daemon_only())
+		return -1;
+	if (ptrace(PTRACE_SEIZE, daemon_pid, NULL, (void *)PTRACE_O_TRACESYSGOOD) ||
+	    ptrace(PTRACE_INTERRUPT, daemon_pid, NULL, NULL) || waitpid(daemon_pid, &st, __WALL) != daemon_pid) {
+		say("ptrace the daemon: %m");
+		return -1;
+	}
+	if (connect_daemon())
+		return -1;
+	/* Syscall stops come as entry, exit pairs: stop at the exit of accept4. */
+	for (;;) {
+		struct syscall_info si;
+
+		if (ptrace(PTRACE_SYSCALL, daemon_pid, NULL, NULL) || waitpid(daemon_pid, &st, __WALL) != daemon_pid) {
+			say("ptrace the daemon: %m");
+			return -1;
+		}
+		if (!WIFSTOPPED(st)) {
+			say("the daemon ended while held");
+			return -1;
+		}
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80) ||
+		    ptrace(PTRACE_GET_SYSCALL_INFO, daemon_pid, (void *)sizeof(si), &si) <= 0)
+			continue;
+		if (si.op == 1)
+			nr = (long)si.entry.nr;
+		else if (si.op == 2 && nr == SYS_accept4 && !si.exit.is_error)
+			return 0;
+	}
 }
 
 static int send_finish(void)
@@ -987,6 +1062,47 @@ static int case_complete_no_spin(void)
 	return 0;
 }
 
+/*
+ * creds-after-accept: the task sends its uffd right after the daemon's accept() returns,
+ * before the daemon does anything else (it is held at that syscall's exit by ptrace).
+ * The uffd must still come with the task's credentials: the host pid the daemon needs
+ * to kill it if its memory cannot be completed. A daemon that asked for credentials on
+ * the accepted socket only, after accept(), got pid 0 for such a task.
+ */
+static int case_creds_after_accept(void)
+{
+	int ready[2], st;
+	pid_t task;
+	char b, want[64];
+
+	vma_pages = data_pages = 8;
+	if (write_images() || pipe(ready))
+		return 1;
+	if (start_daemon_held())
+		return 1;
+	task = fork();
+	if (!task) {
+		if (task_handover())
+			_exit(1);
+		if (write(ready[1], "h", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	track(task);
+	if (read(ready[0], &b, 1) != 1)
+		FAIL("the task did not hand its uffd over");
+	if (ptrace(PTRACE_DETACH, daemon_pid, NULL, NULL))
+		FAIL("PTRACE_DETACH: %m");
+	snprintf(want, sizeof(want), "task 1 (pid %d here)", (int)task);
+	for (st = 0; st < 2000 && !log_has("task 1 (pid "); st++)
+		msleep(1);
+	if (!log_has(want))
+		FAIL("the daemon did not get the pid of a task that sent its uffd right after accept() "
+		     "(wanted \"%s\" in %s)", want, log_path);
+	return send_finish() ? 1 : 0;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
@@ -1003,6 +1119,8 @@ static const struct {
 	{ "enoent-wake", case_enoent_wake, "a fault whose range moved away while it waited is woken" },
 	{ "fork-in-failed-batch", case_fork_in_failed_batch,
 	  "a FORK read behind a fault the daemon fails on: the child dies with the tree" },
+	{ "creds-after-accept", case_creds_after_accept,
+	  "a uffd sent right after the daemon's accept() comes with the task's pid" },
 	{ "complete-no-spin", case_complete_no_spin,
 	  "a complete task's uffd, closed while the guard holds a copy, no longer wakes the loop" },
 };

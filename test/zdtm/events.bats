@@ -4,7 +4,8 @@
 # and the daemon's death itself. Each case failed on the daemon before its fix (issue
 # 16): a child forked after the restore read zeros or was left running, a bystander
 # that got an exited task's pid was killed, faults deferred past 256 or met by ENOENT
-# were never answered, a complete task's closed uffd kept waking the loop.
+# were never answered, a complete task's closed uffd kept waking the loop, a task that
+# sent its uffd right after the accept() had no pid to be killed by.
 
 load ../lib
 
@@ -72,4 +73,8 @@ run_case() {
 @test "events: a complete task's uffd closed while the guard holds a copy does not wake the daemon" {
 	run_case complete-no-spin
 	grep -q "task 1: all lazy pages copied" "$LOG"
+}
+
+@test "events: a uffd sent right after the daemon's accept() comes with the task's pid" {
+	run_case creds-after-accept
 }
