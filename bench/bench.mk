@@ -29,7 +29,7 @@ $(O)/bench/%: $(O)/bench/obj/%.o
 
 .SECONDARY: $(patsubst $(O)/bench/%,$(O)/bench/obj/%.o,$(BENCH_PROGS))
 
-bench: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy
+bench: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy $(O)/test/tools/hwbp-probe
 	@$(TEST_ENV) bench/bench.sh
 
 -include $(wildcard $(O)/bench/obj/*.d)
