@@ -24,7 +24,8 @@
 # Pinning: server(s) on CPU 1, the destination (daemons, restores, workloads) on CPU 0.
 #
 # Environment: BENCH_FANOUT ("1 4 16 64"; "0" skips it in make bench), BENCH_FANOUT_SIZE
-# (16M), BENCH_FANOUT_SERVERS ("criu ours"), BENCH_FANOUT_REPS (1), BENCH_TIMEOUT (300 s
+# (16M), BENCH_FANOUT_SERVERS ("criu ours"), BENCH_FANOUT_REPS (1), BENCH_FANOUT_DAEMON_ARGS
+# (options added to every daemon's: "--busy-poll 0"), BENCH_TIMEOUT (300 s
 # for any one wait), BENCH_OUT (build/bench). Exit status 0 when every restore passed its
 # byte check; 1 with the case and the reason otherwise (its files stay in
 # BENCH_OUT/fanout-run).
@@ -63,7 +64,9 @@ die() {
 
 [ "$NS" = 0 ] && exit 0
 for w in $NS; do
-	[[ $w =~ ^[1-9][0-9]*$ ]] && ((w <= 200)) || die "BENCH_FANOUT: '$w' is not a number from 1 to 200"
+	if [[ ! $w =~ ^[1-9][0-9]*$ ]] || ((w > 200)); then
+		die "BENCH_FANOUT: '$w' is not a number from 1 to 200"
+	fi
 done
 for w in $SERVERS; do
 	[[ $w =~ ^(criu|ours)$ ]] || die "BENCH_FANOUT_SERVERS: '$w' is not criu or ours"
@@ -203,9 +206,11 @@ run_case() {
 		[ "$server" = criu ] && port=$((CRIU_PORT0 + i))
 		mkdir -p "$c/w$i" "$c/r$i"
 		echo "seq $FRUN/out/result" >"$c/r$i/go"
+		# shellcheck disable=SC2086 # BENCH_FANOUT_DAEMON_ARGS: words, as on a command line
 		nsenter --net=/run/netns/"$ZDTM_NS_DST" taskset -c "$CPU_DST" "$BIN/rusage" -o "$c/d$i.times" -- \
 			"$LAZY_UFFD" daemon -D "$ZDTM_IMG" -W "$c/w$i" -o lazy.log -v2 --status-fd 9 \
 			--stats "$c/w$i/stats.json" --page-server --address "$ZDTM_REMOTE_SRC_IP" --port "$port" \
+			${BENCH_FANOUT_DAEMON_ARGS:-} \
 			9>"$c/w$i.ready" </dev/null >"$c/d$i.out" 2>&1 &
 		PIDS+=("$! rusage")
 	done
@@ -218,6 +223,7 @@ run_case() {
 	# directory.
 	local rpids=()
 	for ((i = 0; i < n; i++)); do
+		# shellcheck disable=SC2016 # the inner shell's own arguments
 		unshare -m --propagation private bash -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' bash \
 			"$c/r$i" "$FRUN/out" taskset -c "$CPU_DST" "$BIN/rusage" -o "$c/r$i.times" \
 			--kill-pidfile "$c/w$i/restored.pid" -- "$CRIU" restore -d -D "$ZDTM_IMG" -W "$c/w$i" \
@@ -339,7 +345,8 @@ zdtm_setup
 zdtm_remote_setup >/dev/null || die "cannot make the network namespaces (ip netns, veth)"
 ZDTM_OUT=$FRUN/out/test.out
 echo "bench-fanout: criu $CRIU_VERSION; N = $NS restores of one $SIZE dump; servers: $SERVERS; $REPS reps," \
-	"interleaved; server(s) on CPU $CPU_SRV, destination on CPU $CPU_DST; load $(cut -d' ' -f1-3 /proc/loadavg)"
+	"interleaved; server(s) on CPU $CPU_SRV, destination on CPU $CPU_DST;" \
+	"daemon options: ${BENCH_FANOUT_DAEMON_ARGS:-none}; load $(cut -d' ' -f1-3 /proc/loadavg)"
 zdtm_start "$BIN/workload" --size "$SIZE" --go "$FRUN/out/go" --settle || die "the workload did not start"
 zdtm_dump || die "criu dump failed"
 ZDTM_SRCIMG=$FRUN/img
