@@ -48,7 +48,7 @@ ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(CRIU_ENV)
 endif
 
-.PHONY: all deps check check-unit check-zdtm asan tsan install uninstall clean distclean print-criu demo bench fuzz stress help
+.PHONY: all deps check check-unit check-zdtm asan tsan install uninstall clean distclean print-criu demo bench bench-fanout fuzz stress help
 all:
 
 include images/images.mk
@@ -148,6 +148,7 @@ help:
 	@echo "make stress     8 GiB restored lazily, byte-exact (needs 18 GiB free; not in make check)"
 	@echo "make fuzz       libFuzzer targets (clang) for FUZZ_TIME seconds each (default 60)"
 	@echo "make bench      eager vs criu lazy-pages vs lazy-uffd, local and remote (BENCH_SIZES, BENCH_PATTERNS, BENCH_CONFIGS, BENCH_REPS, BENCH_BIG)"
+	@echo "make bench-fanout  one dump, N restores at once from lazy-uffd page-server and criu page-server (BENCH_FANOUT, BENCH_FANOUT_SIZE); also the end of make bench"
 	@echo "make print-criu absolute path of the criu binary in use"
 	@echo "make install    PREFIX=/usr DESTDIR=...: bin/lazy-uffd, bin/criu-lazy-uffd, lib/criu/lazy_uffd.so, share/man/man1/lazy-uffd.1"
 	@echo "make uninstall  PREFIX=/usr DESTDIR=...: remove what make install put there"

@@ -12,6 +12,9 @@ BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench
 # random hot), BENCH_CONFIGS (eager criu-local ours-local criu-remote ours-remote),
 # BENCH_REPS (3). Passed through the environment.
 export BENCH_SIZES BENCH_PATTERNS BENCH_CONFIGS BENCH_REPS BENCH_BIG BENCH_SLOW BENCH_TIMEOUT BENCH_OUT BENCH_WORKLOAD_ARGS
+# bench/fanout.sh: BENCH_FANOUT (1 4 16 64; 0 skips it in make bench), BENCH_FANOUT_SIZE
+# (16M), BENCH_FANOUT_SERVERS (criu ours), BENCH_FANOUT_REPS (1).
+export BENCH_FANOUT BENCH_FANOUT_SIZE BENCH_FANOUT_SERVERS BENCH_FANOUT_REPS BENCH_FANOUT_DAEMON_ARGS
 
 $(O)/bench/obj/workload.o: bench/workload.c
 	@mkdir -p $(dir $@)
@@ -29,7 +32,12 @@ $(O)/bench/%: $(O)/bench/obj/%.o
 
 .SECONDARY: $(patsubst $(O)/bench/%,$(O)/bench/obj/%.o,$(BENCH_PROGS))
 
-bench: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy
+bench: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy $(O)/test/tools/hwbp-probe
 	@$(TEST_ENV) bench/bench.sh
+	@$(TEST_ENV) bench/fanout.sh
+
+# One snapshot, many restores at once (bench/fanout.sh); also the end of `make bench`.
+bench-fanout: deps all $(BENCH_PROGS) $(O)/test/tools/scrub-lazy $(O)/test/tools/hwbp-probe
+	@$(TEST_ENV) bench/fanout.sh
 
 -include $(wildcard $(O)/bench/obj/*.d)

@@ -17,6 +17,11 @@
 #                namespace; criu lazy-pages --page-server in the destination's
 #   ours-remote  lazy-uffd page-server on the images in the source namespace;
 #                lazy-uffd daemon --page-server in the destination's
+#   criu-migrate the migration source: a fresh workload (setsid unshare -p -f setsid, as
+#                zdtm_start does) in the source namespace, `criu dump --lazy-pages
+#                --port`, which serves its pages from the frozen tree; criu lazy-pages
+#                --page-server in the destination's
+#   ours-migrate the same source; lazy-uffd daemon --page-server in the destination's
 # using test/zdtm/zdtm.bash and remote.bash (two network namespaces joined by veth).
 #
 # "Right after restore": criu restore runs under bench/rusage --kill-pidfile, which
@@ -25,7 +30,7 @@
 # the gap, from the workload's own clock).
 #
 # Environment: BENCH_SIZES ("256M 1G", "256M 1G 4G" with BENCH_BIG=1), BENCH_PATTERNS
-# ("seq random hot"), BENCH_CONFIGS (all six), BENCH_REPS (3), BENCH_SLOW (60: a case
+# ("seq random hot"), BENCH_CONFIGS (all eight), BENCH_REPS (3), BENCH_SLOW (60: a case
 # whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
 # (900: seconds any one step may take; a first-touch pass still running then is given up
 # and listed below the table, any other step that long counts as broken), BENCH_OUT
@@ -59,7 +64,7 @@ else
 	SIZES=${BENCH_SIZES:-256M 1G}
 fi
 PATTERNS=${BENCH_PATTERNS:-seq random hot}
-CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local ours-profile criu-remote ours-remote}
+CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local ours-profile criu-remote ours-remote criu-migrate ours-migrate}
 REPS=${BENCH_REPS:-3}
 SLOW=${BENCH_SLOW:-60}
 TIMEOUT=${BENCH_TIMEOUT:-900}
@@ -88,8 +93,8 @@ usage_check() {
 		[[ $w =~ ^(seq|random|hot)$ ]] || die "BENCH_PATTERNS: '$w' is not seq, random or hot"
 	done
 	for w in $CONFIGS; do
-		[[ $w =~ ^(eager|criu-local|ours-local|ours-profile|criu-remote|ours-remote)$ ]] ||
-			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, ours-profile, criu-remote or ours-remote"
+		[[ $w =~ ^(eager|criu-local|ours-local|ours-profile|criu-remote|ours-remote|criu-migrate|ours-migrate)$ ]] ||
+			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, ours-profile, criu-remote, ours-remote, criu-migrate or ours-migrate"
 	done
 	for w in $SIZES; do
 		[[ $w =~ ^[0-9]+[MG]$ ]] || die "BENCH_SIZES: '$w' is not like 256M or 1G"
@@ -164,7 +169,7 @@ reset_run() {
 	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
 	ZDTM_RPID= ZDTM_DAEMON= ZDTM_DPID= ZDTM_DRC= ZDTM_RWORK=
 	ZDTM_DAEMON_ARGS=() ZDTM_DAEMON_WRAP=() ZDTM_RESTORE_WRAP=() ZDTM_DAEMON_COMM=
-	rm -rf "$ZDTM_WORK" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_STATS" "$ZDTM_DIR"/*.times
+	rm -rf "$ZDTM_WORK" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_STATS" "$ZDTM_DIR"/*.times "$ZDTM_DIR/mig" "$ZDTM_DIR/mig-dst"
 	mkdir -p "$ZDTM_WORK"
 }
 
@@ -173,14 +178,15 @@ reset_run() {
 run_case() {
 	local size=$1 pattern=$2 config=$3 rep=$4
 	local tag="$size $pattern $config rep $rep" res=$ZDTM_DIR/result rt=$ZDTM_DIR/restore.times
-	local dt=$ZDTM_DIR/daemon.times daemon= remote= f
+	local dt=$ZDTM_DIR/daemon.times daemon= remote= migrate= f
 	reset_run
 	rm -f "$res"
 	case $config in
 	ours-profile | ours-record) daemon=ours ;;
-	*-local | *-remote) daemon=${config%-*} ;;
+	*-local | *-remote | *-migrate) daemon=${config%-*} ;;
 	esac
 	[[ $config == *-remote ]] && remote=1
+	[[ $config == *-migrate ]] && remote=1 migrate=1
 	echo "$pattern $res" >"$GO"
 	# Warm cache, said so in the table: the host evicts page cache unused for a minute.
 	cat "$ZDTM_DIR"/img/pages-*.img >/dev/null
@@ -205,12 +211,23 @@ run_case() {
 		ZDTM_DST_NS=("${dst_ns[@]}")
 		ZDTM_SRCIMG=$ZDTM_DIR/img
 		ZDTM_REMOTE_SRC_WRAP=(taskset -c "$CPU_DAEMON")
-		if [ "$daemon" = criu ]; then
+		if [ -n "$migrate" ]; then
+			# A live source for each rep: the lazy dump kills its tree once served.
+			rm -f "$ZDTM_PIDFILE"
+			mkdir -p "$ZDTM_DIR/mig"
+			ZDTM_SRCIMG=$ZDTM_DIR/mig
+			# shellcheck disable=SC2086 # as in setup_size
+			zdtm_start "$BIN/workload" --size "$size" --go "$GO" --cpu "$CPU_WORK" --settle \
+				${BENCH_WORKLOAD_ARGS:-} || die "$tag: the migration source did not start"
+			zdtm_remote_serve dump || die "$tag: criu dump --lazy-pages did not start serving"
+			zdtm_remote_copy "$ZDTM_DIR/mig-dst" || die "$tag: the destination's copy of the lazy dump"
+		elif [ "$daemon" = criu ]; then
 			zdtm_remote_serve ps || die "$tag: criu page-server did not start"
+			ZDTM_IMG=$ZDTM_DIR/dst
 		else
 			zdtm_remote_serve ours || die "$tag: lazy-uffd page-server did not start"
+			ZDTM_IMG=$ZDTM_DIR/dst
 		fi
-		ZDTM_IMG=$ZDTM_DIR/dst
 	else
 		ZDTM_DST_NS=()
 		ZDTM_IMG=$ZDTM_DIR/img
@@ -305,6 +322,8 @@ give_up() {
 	reset_run
 	if [ -n "$remote" ]; then
 		zdtm_kill "${ZDTM_SRCPID:-}" "${ZDTM_SRCCOMM:-}"
+		# A migration source: its frozen tree stays once criu dump is gone.
+		[[ $3 == *-migrate ]] && zdtm_kill "${ZDTM_PID:-}" workload
 		ZDTM_DST_NS=()
 	fi
 }
@@ -373,14 +392,14 @@ report() {
 				bad[key], m[key, 17], m[key, 18], m[key, 22] > summary
 		}
 		hdr = sprintf("\nours/criu (median against median; below 1 is better for ours except GB/s):\n" \
-			"%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "start", "pass",
+			"%-5s %-6s %-7s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s", "size", "pattern", "where", "restore", "start", "pass",
 			"lat med", "lat p99", "wait med", "populate", "GB/s", "RSS", "CPU")
-		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) for (w = 1; w <= 2; w++) {
-			where = w == 1 ? "local" : "remote"
+		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) for (w = 1; w <= 3; w++) {
+			where = w == 1 ? "local" : w == 2 ? "remote" : "migrate"
 			o = sizes[s] SUBSEP pats[q] SUBSEP "ours-" where; c = sizes[s] SUBSEP pats[q] SUBSEP "criu-" where
 			if (!(o in cnt) || !(c in cnt)) continue
 			if (hdr != "") { print hdr; hdr = "" }
-			printf "%-5s %-6s %-6s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
+			printf "%-5s %-6s %-7s %8s %6s %8s %8s %8s %8s %9s %6s %6s %6s\n", sizes[s], pats[q], where,
 				ratio(m[o, 5], m[c, 5]), ratio(m[o, 16], m[c, 16]), ratio(m[o, 6], m[c, 6]), ratio(m[o, 8], m[c, 8]), ratio(m[o, 9], m[c, 9]),
 				ratio(m[o, 21], m[c, 21]), ratio(m[o, 10], m[c, 10]), ratio(m[o, 11], m[c, 11]), ratio(m[o, 12], m[c, 12]), ratio(m[o, 13], m[c, 13])
 		}

@@ -16,7 +16,7 @@
 #   ZDTM_REMOTE_TLS=1            both sides with --tls and certificates made by openssl
 #                                (CN and subjectAltName 10.77.0.1: CRIU checks the
 #                                peer's name against its own --address on both ends)
-#   zdtm_remote_start_source MODE / zdtm_remote_copy / zdtm_remote_restore DAEMON /
+#   zdtm_remote_start_source MODE / zdtm_remote_copy [DST] / zdtm_remote_restore DAEMON /
 #   zdtm_remote_finish_source    the steps of zdtm_remote_run, for tests that vary them
 #   zdtm_remote_ps_start [ARGS]  our page server in the source namespace on ZDTM_SRCIMG
 #   ZDTM_REMOTE_SRC_WRAP=(...)   a prefix for the source side's server inside its
@@ -170,9 +170,10 @@ zdtm_remote_serve() {
 	esac
 }
 
-# zdtm_remote_copy: the destination's copy of the images (lazy data scrubbed): ZDTM_IMG.
+# zdtm_remote_copy [DST]: the destination's copy of the images (lazy data scrubbed) in
+# DST (ZDTM_DIR/dst): ZDTM_IMG.
 zdtm_remote_copy() {
-	local dst=$ZDTM_DIR/dst out
+	local dst=${1:-$ZDTM_DIR/dst} out
 	rm -rf "$dst" "$ZDTM_DIR/dst-chain"
 	if [ "$(dirname "$ZDTM_SRCIMG")" = "$ZDTM_DIR/chain" ]; then
 		# A parent chain: the whole of it (its links are relative).
