@@ -69,7 +69,7 @@ load ../lib
 	[[ "$output" == *"--page-server needs --port (the page server's)"* ]]
 	run "$LAZY_UFFD" daemon -D /tmp --address 10.0.0.1 --port 1234
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"--address, --port and --ps-protocol need --page-server"* ]]
+	[[ "$output" == *"--address, --port, --ps-protocol and --ps-socket need --page-server"* ]]
 	run "$LAZY_UFFD" daemon
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"-D/--images-dir is required"* ]]
