@@ -25,47 +25,47 @@ static int set_verbosity(void *base, const char *arg)
 }
 
 const struct opt cli_serve_opts[] = {
-	{ OPT_STR, "images-dir", 'D', "DIR", .help = "the dump to serve (required)", .off = COMMON(images_dir) },
-	{ OPT_STR, "log-file", 'o', "FILE",
-	  .help = "log file, relative to the work dir; '-' for stdout\n"
-		  "(default: stderr); created mode 0600, appended to",
-	  .off = COMMON(log_file) },
-	{ OPT_FN, "verbosity", 'v', "N", .optional_arg = true,
-	  .help = "log level 0-4 (default 2); each extra v adds one (-vvv)", .fn = set_verbosity },
-	{ OPT_SET, "daemon", 'd', .help = "go to the background once listening", .off = COMMON(daemonize) },
-	{ OPT_STR, "pidfile", 0, "FILE", .help = "with --daemon: write its pid here (relative to the work dir)",
-	  .off = COMMON(pidfile) },
-	{ OPT_INT, "status-fd", 0, "FD", .help = "write one NUL byte to FD, then close it, once listening",
-	  .off = COMMON(status_fd), .min = 0, .max = 0x7fffffff },
+	{OPT_STR, "images-dir", 'D', "DIR", .help = "the dump to serve (required)", .off = COMMON(images_dir)},
+	{OPT_STR, "log-file", 'o', "FILE",
+	 .help = "log file, relative to the work dir; '-' for stdout\n"
+		 "(default: stderr); created mode 0600, appended to",
+	 .off = COMMON(log_file)},
+	{OPT_FN, "verbosity", 'v', "N", .optional_arg = true,
+	 .help = "log level 0-4 (default 2); each extra v adds one (-vvv)", .fn = set_verbosity},
+	{OPT_SET, "daemon", 'd', .help = "go to the background once listening", .off = COMMON(daemonize)},
+	{OPT_STR, "pidfile", 0, "FILE", .help = "with --daemon: write its pid here (relative to the work dir)",
+	 .off = COMMON(pidfile)},
+	{OPT_INT, "status-fd", 0, "FD", .help = "write one NUL byte to FD, then close it, once listening",
+	 .off = COMMON(status_fd), .min = 0, .max = 0x7fffffff},
 	{},
 };
 
 const struct opt cli_tls_opts[] = {
-	{ OPT_SET, "tls", .help = "TLS with X.509 certificates, both sides authenticated, as criu",
-	  .off = COMMON(tls.on) },
-	{ OPT_STR, "tls-cacert", 0, "FILE", .help = "trusted CA (default /etc/pki/CA/cacert.pem)",
-	  .off = COMMON(tls.cacert) },
-	{ OPT_STR, "tls-cacrl", 0, "FILE", .help = "revocation list (default /etc/pki/CA/cacrl.pem, if readable)",
-	  .off = COMMON(tls.cacrl) },
-	{ OPT_STR, "tls-cert", 0, "FILE", .help = "own certificate (default /etc/pki/criu/cert.pem)",
-	  .off = COMMON(tls.cert) },
-	{ OPT_STR, "tls-key", 0, "FILE", .help = "own key (default /etc/pki/criu/private/key.pem)",
-	  .off = COMMON(tls.key) },
-	{ OPT_SET, "tls-no-cn-verify", .help = "do not check that the other side's certificate names ADDR",
-	  .off = COMMON(tls.no_cn_verify) },
+	{OPT_SET, "tls", .help = "TLS with X.509 certificates, both sides authenticated, as criu",
+	 .off = COMMON(tls.on)},
+	{OPT_STR, "tls-cacert", 0, "FILE", .help = "trusted CA (default /etc/pki/CA/cacert.pem)",
+	 .off = COMMON(tls.cacert)},
+	{OPT_STR, "tls-cacrl", 0, "FILE", .help = "revocation list (default /etc/pki/CA/cacrl.pem, if readable)",
+	 .off = COMMON(tls.cacrl)},
+	{OPT_STR, "tls-cert", 0, "FILE", .help = "own certificate (default /etc/pki/criu/cert.pem)",
+	 .off = COMMON(tls.cert)},
+	{OPT_STR, "tls-key", 0, "FILE", .help = "own key (default /etc/pki/criu/private/key.pem)",
+	 .off = COMMON(tls.key)},
+	{OPT_SET, "tls-no-cn-verify", .help = "do not check that the other side's certificate names ADDR",
+	 .off = COMMON(tls.no_cn_verify)},
 	{},
 };
 
 const struct opt cli_config_opts[] = {
-	{ OPT_CONFIG, "config", 0, "FILE",
-	  .help = "read options from FILE first, in criu's config syntax (one\n"
-		  "long option a line without its '--', then its argument,\n"
-		  "\"quoted\" if it has spaces; # comments); only the options\n"
-		  "of this list; the command line overrides it" },
-	{ OPT_NOP, "no-default-config",
-	  .help = "accepted for criu compatibility: no default config file\n"
-		  "(/etc/criu/default.conf, ~/.criu/default.conf) is read" },
-	{ OPT_HELP, "help", 'h', .help = "this text" },
+	{OPT_CONFIG, "config", 0, "FILE",
+	 .help = "read options from FILE first, in criu's config syntax (one\n"
+		 "long option a line without its '--', then its argument,\n"
+		 "\"quoted\" if it has spaces; # comments); only the options\n"
+		 "of this list; the command line overrides it"},
+	{OPT_NOP, "no-default-config",
+	 .help = "accepted for criu compatibility: no default config file\n"
+		 "(/etc/criu/default.conf, ~/.criu/default.conf) is read"},
+	{OPT_HELP, "help", 'h', .help = "this text"},
 	{},
 };
 

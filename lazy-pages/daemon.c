@@ -142,15 +142,14 @@ static int set_ps_protocol(void *base, const char *arg)
 
 static int set_reconnect_timeout(void *base, const char *arg)
 {
-	struct cli *c = base;
+	double *t = &((struct cli *)base)->ro.reconnect_timeout;
 	char *end;
 
-	c->ro.reconnect_timeout = strtod(arg, &end);
-	if (*end || !(c->ro.reconnect_timeout >= 0.1) || c->ro.reconnect_timeout > 86400) {
-		pr_err("bad --reconnect-timeout '%s' (seconds, 0.1 to 86400)", arg);
-		return -1;
-	}
-	return 0;
+	*t = strtod(arg, &end);
+	if (!*end && *t >= 0.1 && *t <= 86400)
+		return 0;
+	pr_err("bad --reconnect-timeout '%s' (seconds, 0.1 to 86400)", arg);
+	return -1;
 }
 
 static int set_bulk_depth(void *base, const char *arg)
@@ -270,6 +269,7 @@ static const struct opt daemon_table[] = {
 	  .help = "never open the second (urgent) connection for faults that\n"
 		  "lazy-uffd page-server accepts",
 	  .off = CLI(ro.single_connection) },
+	{ OPT_INCLUDE, .include = cli_tls_opts },
 	{ OPT_UINT, "ps-bulk-pages", 0, "N",
 	  .help = "background requests: pages each (default " OPTS_STR(DEFAULT_BULK_PAGES) ")",
 	  .off = CLI(ro.bulk_pages), .min = 1, .max = 65536 },
@@ -278,7 +278,6 @@ static const struct opt daemon_table[] = {
 		  OPTS_STR(DEFAULT_BULK_DEPTH_SHARED) " while faults\n"
 		  "share the connection)",
 	  .fn = set_bulk_depth },
-	{ OPT_INCLUDE, .include = cli_tls_opts },
 	{},
 };
 

@@ -52,8 +52,10 @@ static void print_table(FILE *out, const struct opt *table)
 		}
 		len = snprintf(label, sizeof(label), "  %c%c%c --%s%s%s%s", o->short_name ? '-' : ' ',
 			       o->short_name ? o->short_name : ' ', o->short_name ? ',' : ' ', o->name,
-			       !o->arg ? "" : o->optional_arg ? "[=" : " ", o->arg ? o->arg : "",
-			       o->arg && o->optional_arg ? "]" : "");
+			       !o->arg		 ? ""
+			       : o->optional_arg ? "[="
+						 : " ",
+			       o->arg ? o->arg : "", o->arg && o->optional_arg ? "]" : "");
 		if (len < HELP_COLUMN)
 			fprintf(out, "%-*s", HELP_COLUMN, label);
 		else
@@ -260,15 +262,16 @@ static int apply(const struct opt *o, const char *arg, void *base, const char *c
 static int parse_args(const struct opts_cmd *cmd, int argc, char **argv, void *base, const char *config_file)
 {
 	const struct opt *all[MAX_OPTS];
-	struct option longopts[MAX_OPTS + 1] = { 0 };
+	struct option longopts[MAX_OPTS + 1] = {0};
 	char shorts[2 * MAX_OPTS + 1] = "", *s = shorts;
 	size_t n = flatten(cmd->table, all, 0), i;
 	int opt;
 
 	for (i = 0; i < n; i++) {
 		longopts[i].name = all[i]->name;
-		longopts[i].has_arg = !all[i]->arg ? no_argument : all[i]->optional_arg ? optional_argument
-											 : required_argument;
+		longopts[i].has_arg = !all[i]->arg	     ? no_argument
+				      : all[i]->optional_arg ? optional_argument
+							     : required_argument;
 		longopts[i].val = all[i]->short_name ? all[i]->short_name : 256 + (int)i;
 		if (all[i]->short_name) {
 			*s++ = all[i]->short_name;
