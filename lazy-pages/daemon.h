@@ -327,6 +327,7 @@ struct remote_opts {
 	unsigned int bulk_depth; /* background requests in flight */
 	unsigned int bulk_depth_shared; /* the same while faults share the one connection */
 	struct tls_opts tls;
+	int ps_socket; /* --ps-socket: the main connection, made by our caller; or -1 */
 };
 
 /* One GET: asked by the loop, answered (got pages at data) by the receiver. */

@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -31,6 +30,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +39,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "cli.h"
 #include "daemon.h"
 #include "lazy_pages.h"
 #include "proto.h"
@@ -829,307 +830,165 @@ static unsigned int session_cap(unsigned int asked)
 	return DEFAULT_MAX_SESSIONS;
 }
 
-static void usage(FILE *out)
+struct ps_cli {
+	struct cli_common common; /* first: the shared tables' offsets count from here */
+	const char *address;
+	int port;
+	bool once;
+	unsigned int max_sessions, idle_timeout_s;
+};
+
+#define PS_CLI(field) offsetof(struct ps_cli, field)
+
+_Static_assert(MAX_IDLE_TIMEOUT_S == 2147483, "--idle-timeout's range in its error text");
+
+static const struct opt page_server_table[] = {
+	{ OPT_INCLUDE, .include = cli_serve_opts },
+	{ OPT_STR, "work-dir", 'W', "DIR", .help = "where the log and the pidfile go (default: the images dir)",
+	  .off = PS_CLI(common.work_dir) },
+	{ OPT_STR, "address", 0, "ADDR",
+	  .help = "listen on ADDR (default: every address); with --tls the\n"
+		  "clients' certificates must name ADDR, as with criu",
+	  .off = PS_CLI(address) },
+	{ OPT_INT, "port", 0, "PORT", .help = "TCP port (0 or none: the kernel picks one, printed at start)",
+	  .off = PS_CLI(port), .max = 65535 },
+	{ OPT_SET, "once", .help = "exit after the first client is done (status 0 if all went well)",
+	  .off = PS_CLI(once) },
+	{ OPT_UINT, "max-sessions", 0, "N",
+	  .help = "sessions at once (default " OPTS_STR(DEFAULT_MAX_SESSIONS) ", or fewer if the fd limit has\n"
+		  "room for fewer); a connection beyond them is closed at once",
+	  .off = PS_CLI(max_sessions), .min = 1, .max = INT_MAX, .range = "a count, at least 1" },
+	{ OPT_UINT, "idle-timeout", 0, "S",
+	  .help = "close a session that has sent nothing for S seconds\n"
+		  "(default " OPTS_STR(DEFAULT_IDLE_TIMEOUT_S) "; 0: never)",
+	  .off = PS_CLI(idle_timeout_s), .max = MAX_IDLE_TIMEOUT_S, .range = "seconds, 0 to 2147483" },
+	{ OPT_INCLUDE, .include = cli_tls_opts },
+	{ OPT_INCLUDE, .include = cli_config_opts },
+	{},
+};
+
+static const struct opts_cmd page_server_cmd = {
+	.name = "page-server",
+	.usage = "usage: lazy-uffd %s -D DIR [--address ADDR] --port PORT [options]",
+	.intro = "Serve the lazy pages of the dump in DIR (and its parent images) over CRIU's page-server\n"
+		 "protocol: to `lazy-uffd daemon --page-server` and to `criu lazy-pages --page-server`,\n"
+		 "CRIU 4.1 or 4.2 clients alike (told apart by their first request). Any number of\n"
+		 "sessions, one after another or at once, so one dump can feed many restores. DIR is a\n"
+		 "normal dump (lazy pages stored, flags 6), not a `criu dump --lazy-pages` directory.",
+	.table = page_server_table,
+};
+
+/* The images opened and the server's state made ready to listen; 0, or -1 (logged). */
+static int server_init(struct server *srv, struct ps_cli *c, const char *images, struct crimg **img)
 {
-	fprintf(out, "usage: lazy-uffd page-server -D DIR [--address ADDR] --port PORT [options]\n"
-		     "\n"
-		     "Serve the lazy pages of the dump in DIR (and its parent images) over CRIU's page-server\n"
-		     "protocol: to `lazy-uffd daemon --page-server` and to `criu lazy-pages --page-server`,\n"
-		     "CRIU 4.1 or 4.2 clients alike (told apart by their first request). Any number of\n"
-		     "sessions, one after another or at once, so one dump can feed many restores. DIR is a\n"
-		     "normal dump (lazy pages stored, flags 6), not a `criu dump --lazy-pages` directory.\n"
-		     "\n"
-		     "  -D, --images-dir DIR   the dump to serve (required)\n"
-		     "  -W, --work-dir DIR     where the log and the pidfile go (default: the images dir)\n"
-		     "      --address ADDR     listen on ADDR (default: every address); with --tls the\n"
-		     "                         clients' certificates must name ADDR, as with criu\n"
-		     "      --port PORT        TCP port (0 or none: the kernel picks one, printed at start)\n"
-		     "      --once             exit after the first client is done (status 0 if all went well)\n"
-		     "      --max-sessions N   sessions at once (default 256, or fewer if the fd limit has\n"
-		     "                         room for fewer); a connection beyond them is closed at once\n"
-		     "      --idle-timeout S   close a session that has sent nothing for S seconds\n"
-		     "                         (default 300; 0: never)\n"
-		     "  -d, --daemon           go to the background once listening\n"
-		     "      --pidfile FILE     with --daemon: write the server's pid here (relative to -W)\n"
-		     "      --status-fd FD     write one NUL byte to FD, then close it, once listening\n"
-		     "  -o, --log-file FILE    log file, relative to the work dir; '-' for stdout\n"
-		     "  -v, --verbosity[=N]    log level 0-4 (default 2); each extra v adds one (-vvv)\n"
-		     "      --tls              TLS with X.509 certificates, both sides authenticated\n"
-		     "      --tls-cacert FILE  trusted CA (default /etc/pki/CA/cacert.pem)\n"
-		     "      --tls-cacrl FILE   revocation list (default /etc/pki/CA/cacrl.pem, if readable)\n"
-		     "      --tls-cert FILE    own certificate (default /etc/pki/criu/cert.pem)\n"
-		     "      --tls-key FILE     own key (default /etc/pki/criu/private/key.pem)\n"
-		     "      --tls-no-cn-verify do not check the name in the client's certificate\n"
-		     "  -h, --help             this text\n");
+	pthread_condattr_t cattr;
+	struct crimg_error err;
+	size_t i;
+
+	if (crimg_open(images, img, &err)) {
+		pr_err("%s", err.msg);
+		return -1;
+	}
+	srv->img = *img;
+	srv->address = c->address;
+	srv->max_sessions = c->max_sessions;
+	srv->idle_timeout_s = c->idle_timeout_s;
+	for (i = 0; i < crimg_nr_tasks(srv->img); i++) {
+		const struct crimg_task *t = crimg_task(srv->img, i);
+
+		if (!t->zombie) {
+			srv->fallback = t->encoding == CRIMG_PAGEMAP_42 ? PS_LAYOUT_42 : PS_LAYOUT_41;
+			break;
+		}
+	}
+	pthread_mutex_init(&srv->mu, NULL);
+	/* The accept loop's back-off waits on it with a monotonic deadline. */
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->cv, &cattr);
+	pthread_condattr_destroy(&cattr);
+	return 0;
+}
+
+/* Listen and serve until done; the exit status. */
+static int listen_and_serve(struct server *srv, struct ps_cli *c)
+{
+	struct sigaction sa = { .sa_handler = on_term };
+	int lfd, status;
+
+	/*
+	 * The pidfile is taken before the port, as the daemon does: a pidfile that exists
+	 * means exit 1 with nothing left running, not a forked server nobody can name.
+	 */
+	if (cli_take_pidfile(&c->common))
+		return 1;
+	lfd = listen_on(c->address, c->port);
+	if (lfd < 0)
+		return 1;
+	srv->max_sessions = session_cap(srv->max_sessions);
+	if (cli_ready(&c->common)) {
+		close(lfd);
+		return 1;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	status = serve(srv, lfd, c->once);
+	pthread_mutex_lock(&srv->mu);
+	pr_info("page server done: %u sessions, %u failed, %u closed when idle", srv->next_id, srv->failed,
+		srv->idle_closed);
+	if (srv->active) {
+		/* Stopped by a signal while sessions run: they use the images until exit. */
+		pthread_mutex_unlock(&srv->mu);
+		close(lfd);
+		if (c->common.log)
+			fflush(c->common.log);
+		_exit(status);
+	}
+	pthread_mutex_unlock(&srv->mu);
+	close(lfd);
+	return status;
 }
 
 int cmd_page_server(int argc, char **argv)
 {
-	enum {
-		OPT_ADDRESS = 256,
-		OPT_PORT,
-		OPT_ONCE,
-		OPT_PIDFILE,
-		OPT_STATUS_FD,
-		OPT_TLS,
-		OPT_TLS_CACERT,
-		OPT_TLS_CACRL,
-		OPT_TLS_CERT,
-		OPT_TLS_KEY,
-		OPT_TLS_NO_CN,
-		OPT_NO_DEFAULT_CONFIG,
-		OPT_MAX_SESSIONS,
-		OPT_IDLE_TIMEOUT,
-	};
-	static const struct option longopts[] = {
-		{"images-dir", required_argument, NULL, 'D'},
-		{"work-dir", required_argument, NULL, 'W'},
-		{"address", required_argument, NULL, OPT_ADDRESS},
-		{"port", required_argument, NULL, OPT_PORT},
-		{"once", no_argument, NULL, OPT_ONCE},
-		{"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
-		{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-		{"daemon", no_argument, NULL, 'd'},
-		{"pidfile", required_argument, NULL, OPT_PIDFILE},
-		{"status-fd", required_argument, NULL, OPT_STATUS_FD},
-		{"log-file", required_argument, NULL, 'o'},
-		{"verbosity", optional_argument, NULL, 'v'},
-		{"tls", no_argument, NULL, OPT_TLS},
-		{"tls-cacert", required_argument, NULL, OPT_TLS_CACERT},
-		{"tls-cacrl", required_argument, NULL, OPT_TLS_CACRL},
-		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
-		{"tls-no-cn-verify", no_argument, NULL, OPT_TLS_NO_CN},
-		{"no-default-config", no_argument, NULL, OPT_NO_DEFAULT_CONFIG},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	const char *images_dir = NULL, *work_dir = NULL, *log_file = NULL, *pidfile = NULL, *address = NULL;
-	int verbosity = LOG_WARN, status_fd = -1, port = 0, opt, lfd = -1, pidfile_fd = -1, status = 1;
-	struct server srv = {.fallback = PS_LAYOUT_41, .idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S};
-	pthread_condattr_t cattr;
-	unsigned long val;
-	struct tls_opts tls = {0};
-	bool once = false, daemonize = false;
-	struct crimg_error err;
+	struct server srv = { .fallback = PS_LAYOUT_41 };
+	struct ps_cli c = { .idle_timeout_s = DEFAULT_IDLE_TIMEOUT_S };
+	struct opts_run opts;
 	struct crimg *img = NULL;
-	char *images = NULL, *end;
-	FILE *log = NULL;
-	size_t i;
+	char *images = NULL;
+	int status;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "D:W:o:v::dh", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'D':
-			images_dir = optarg;
-			break;
-		case 'W':
-			work_dir = optarg;
-			break;
-		case 'o':
-			log_file = optarg;
-			break;
-		case 'v':
-			verbosity = daemon_parse_verbosity(optarg, verbosity);
-			if (verbosity < 0) {
-				pr_err("bad verbosity '%s'", optarg);
-				return 2;
-			}
-			break;
-		case 'd':
-			daemonize = true;
-			break;
-		case OPT_ADDRESS:
-			address = optarg;
-			break;
-		case OPT_PORT:
-			port = (int)strtol(optarg, &end, 10);
-			if (*end || port < 0 || port > 65535) {
-				pr_err("bad --port '%s'", optarg);
-				return 2;
-			}
-			break;
-		case OPT_ONCE:
-			once = true;
-			break;
-		case OPT_MAX_SESSIONS:
-			errno = 0;
-			val = strtoul(optarg, &end, 10);
-			if (errno || *end || !*optarg || *optarg == '-' || !val || val > INT_MAX) {
-				pr_err("bad --max-sessions '%s' (a count, at least 1)", optarg);
-				return 2;
-			}
-			srv.max_sessions = (unsigned int)val;
-			break;
-		case OPT_IDLE_TIMEOUT:
-			errno = 0;
-			val = strtoul(optarg, &end, 10);
-			if (errno || *end || !*optarg || *optarg == '-' || val > MAX_IDLE_TIMEOUT_S) {
-				pr_err("bad --idle-timeout '%s' (seconds, 0 to %d)", optarg, MAX_IDLE_TIMEOUT_S);
-				return 2;
-			}
-			srv.idle_timeout_s = (unsigned int)val;
-			break;
-		case OPT_PIDFILE:
-			pidfile = optarg;
-			break;
-		case OPT_STATUS_FD:
-			status_fd = (int)strtol(optarg, &end, 10);
-			if (*end || status_fd < 0) {
-				pr_err("bad --status-fd '%s'", optarg);
-				return 2;
-			}
-			break;
-		case OPT_TLS:
-			tls.on = true;
-			break;
-		case OPT_TLS_CACERT:
-			tls.cacert = optarg;
-			break;
-		case OPT_TLS_CACRL:
-			tls.cacrl = optarg;
-			break;
-		case OPT_TLS_CERT:
-			tls.cert = optarg;
-			break;
-		case OPT_TLS_KEY:
-			tls.key = optarg;
-			break;
-		case OPT_TLS_NO_CN:
-			tls.no_cn_verify = true;
-			break;
-		case OPT_NO_DEFAULT_CONFIG:
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		pr_err("unexpected argument '%s'", argv[optind]);
-		return 2;
-	}
-	if (!images_dir) {
+	cli_init(&c.common);
+	status = opts_parse(&page_server_cmd, argc, argv, &c, &opts);
+	if (status >= 0)
+		goto out;
+	status = 2;
+	if (!c.common.images_dir) {
 		pr_err("-D/--images-dir is required");
-		usage(stderr);
-		return 2;
+		opts_usage(&page_server_cmd, stderr, argv[0]);
+		goto out;
 	}
-	if (verbosity > LOG_DEBUG)
-		verbosity = LOG_DEBUG;
 	signal(SIGPIPE, SIG_IGN);
-
-	images = realpath(images_dir, NULL);
+	status = 1;
+	images = realpath(c.common.images_dir, NULL);
 	if (!images) {
-		pr_err("images dir %s: %m", images_dir);
-		return 1;
+		pr_err("images dir %s: %m", c.common.images_dir);
+		goto out;
 	}
 	/* Certificates are read before the chdir, so relative paths work too. */
-	if (tls.on && tls_creds_load(&srv.creds, &tls))
+	if (c.common.tls.on && tls_creds_load(&srv.creds, &c.common.tls))
 		goto out;
-	if (chdir(work_dir ? work_dir : images)) {
-		pr_err("work dir %s: %m", work_dir ? work_dir : images);
+	if (cli_enter_work_dir(&c.common, images) || cli_open_log(&c.common))
 		goto out;
-	}
-	if (log_file && strcmp(log_file, "-")) {
-		log = fopen(log_file, "ae");
-		if (!log) {
-			pr_err("log file %s: %m", log_file);
-			goto out;
-		}
-		setvbuf(log, NULL, _IOLBF, 0);
-	}
-	log_setup(log_file && !strcmp(log_file, "-") ? stdout : log, verbosity, LOG_STYLE_CRIU);
 	pr_info("lazy-uffd %s: page server for %s", LAZY_UFFD_VERSION, images);
-	if (crimg_open(images, &img, &err)) {
-		pr_err("%s", err.msg);
+	if (server_init(&srv, &c, images, &img))
 		goto out;
-	}
-	srv.img = img;
-	srv.address = address;
-	for (i = 0; i < crimg_nr_tasks(img); i++) {
-		const struct crimg_task *t = crimg_task(img, i);
-
-		if (!t->zombie) {
-			srv.fallback = t->encoding == CRIMG_PAGEMAP_42 ? PS_LAYOUT_42 : PS_LAYOUT_41;
-			break;
-		}
-	}
-	pthread_mutex_init(&srv.mu, NULL);
-	/* The accept loop's back-off waits on it with a monotonic deadline. */
-	pthread_condattr_init(&cattr);
-	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-	pthread_cond_init(&srv.cv, &cattr);
-	pthread_condattr_destroy(&cattr);
-
-	/*
-	 * Taken before the port, as the daemon does: a pidfile that exists means exit 1
-	 * with nothing left running, not a forked server nobody can name.
-	 */
-	if (daemonize && pidfile) {
-		pidfile_fd = daemon_create_pidfile(pidfile);
-		if (pidfile_fd < 0)
-			goto out;
-	}
-	lfd = listen_on(address, port);
-	if (lfd < 0)
-		goto out;
-	srv.max_sessions = session_cap(srv.max_sessions);
-	if (daemonize) {
-		pid_t pid = fork();
-
-		if (pid < 0) {
-			pr_err("fork: %m");
-			goto out;
-		}
-		if (pid > 0)
-			_exit(pidfile_fd >= 0 && daemon_fill_pidfile(pidfile_fd, pidfile, pid) ? 1 : 0);
-		if (pidfile_fd >= 0)
-			close(pidfile_fd);
-		pidfile_fd = -1;
-		setsid();
-		daemon_null_stdio();
-	}
-	if (status_fd >= 0) {
-		char zero = 0;
-
-		if (write(status_fd, &zero, 1) != 1)
-			pr_warn("--status-fd %d: %m", status_fd);
-		close(status_fd);
-	}
-	{
-		struct sigaction sa = {.sa_handler = on_term};
-
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-	}
-	status = serve(&srv, lfd, once);
-	pthread_mutex_lock(&srv.mu);
-	pr_info("page server done: %u sessions, %u failed, %u closed when idle", srv.next_id, srv.failed,
-		srv.idle_closed);
-	if (srv.active) {
-		/* Stopped by a signal while sessions run: they use the images until exit. */
-		pthread_mutex_unlock(&srv.mu);
-		close(lfd);
-		if (log)
-			fflush(log);
-		_exit(status);
-	}
-	pthread_mutex_unlock(&srv.mu);
+	status = listen_and_serve(&srv, &c);
 out:
-	if (pidfile_fd >= 0) {
-		/* Ours, and empty: no server runs that it could name. */
-		close(pidfile_fd);
-		unlink(pidfile);
-	}
-	if (lfd >= 0)
-		close(lfd);
+	cli_done(&c.common);
 	tls_creds_free(srv.creds);
 	crimg_close(img);
 	free(images);
-	if (log)
-		fclose(log);
+	opts_free(&opts);
 	return status;
 }

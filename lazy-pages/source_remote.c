@@ -235,6 +235,36 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
 	return fd;
 }
 
+/* A connected socket made ready for requests: options, and TLS if asked for. */
+static int chan_setup(struct remote *r, struct chan *ch, int fd, int timeout_ms, char *why, size_t why_len)
+{
+	struct timeval tv = {.tv_sec = 10};
+	struct linger reset_on_close = {.l_onoff = 1, .l_linger = 0};
+	int ret, one = 1;
+
+	set_blocking(fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/*
+	 * Every end but a clean one (chan_close after CLOSE's answer) resets the
+	 * connection, our death included: `criu dump --lazy-pages` takes an EOF for a
+	 * finished transfer and kills the dumped tree, a reset for a failed one and lets
+	 * it run on. A restore that did not get all of its memory must not cost the source.
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset_on_close, sizeof(reset_on_close));
+	ch->fd = fd;
+	if (r->creds) {
+		ret = chan_tls_start(ch, r->creds, false, r->o.address, timeout_ms, why, why_len);
+		if (ret) {
+			close(fd);
+			ch->fd = -1;
+			return ret;
+		}
+	}
+	return 0;
+}
+
 /*
  * One TCP connect (and TLS handshake) within TIMEOUT_MS; the fd, or -errno with WHY.
  * Every address the name has is tried in turn (a name may resolve to ::1 first for a
@@ -242,11 +272,9 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
  */
 static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, size_t why_len)
 {
-	struct timeval tv = {.tv_sec = 10};
-	struct linger reset_on_close = {.l_onoff = 1, .l_linger = 0};
 	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000;
 	const struct addrinfo *ai;
-	int fd = -ENOENT, ret, one = 1, n = 0, left;
+	int fd = -ENOENT, n = 0, left;
 	size_t off = 0;
 
 	ch->fd = -1;
@@ -273,27 +301,7 @@ static int dial(struct remote *r, struct chan *ch, int timeout_ms, char *why, si
 	}
 	if (fd < 0)
 		return fd;
-	set_blocking(fd);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* Requests are small; a send that cannot go out in 10 s means a dead peer. */
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	/*
-	 * Every end but a clean one (chan_close after CLOSE's answer) resets the
-	 * connection, our death included: `criu dump --lazy-pages` takes an EOF for a
-	 * finished transfer and kills the dumped tree, a reset for a failed one and lets
-	 * it run on. A restore that did not get all of its memory must not cost the source.
-	 */
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset_on_close, sizeof(reset_on_close));
-	ch->fd = fd;
-	if (r->creds) {
-		ret = chan_tls_start(ch, r->creds, false, r->o.address, timeout_ms, why, why_len);
-		if (ret) {
-			close(fd);
-			ch->fd = -1;
-			return ret;
-		}
-	}
-	return 0;
+	return chan_setup(r, ch, fd, timeout_ms, why, why_len);
 }
 
 static int send_hdr(struct remote *r, struct chan *ch, uint32_t cmd, uint64_t nr, uint64_t vaddr, uint64_t id)
@@ -338,6 +346,12 @@ static bool conn_stopping(struct conn *c)
 	return stop;
 }
 
+/* The main connection of a --ps-socket: our caller made it, and we cannot make another. */
+static bool conn_fixed(const struct conn *c)
+{
+	return !c->urgent && c->r->o.ps_socket >= 0;
+}
+
 /*
  * The connection broke: close it; the receiver reconnects. Takes send_mu and mu. A
  * server that accepts and fails again at once must not fill the log: after the first
@@ -366,7 +380,11 @@ static void conn_lost(struct conn *c, const char *why)
 		if (!c->stop && !c->closing && (!c->log_ns || now - c->log_ns >= LOG_EVERY_NS)) {
 			c->log_ns = now;
 			c->loss_logged = true;
-			if (c->losses == 1)
+			if (conn_fixed(c))
+				pr_warn("page server %s: %s connection (--ps-socket %d) lost (%s); it cannot be "
+					"re-established: the page server is gone",
+					r->peer, c->name, r->o.ps_socket, why);
+			else if (c->losses == 1)
 				pr_warn("page server %s: %s connection lost (%s); reconnecting (%.0f s "
 					"without progress fails the restore)",
 					r->peer, c->name, why, r->o.reconnect_timeout);
@@ -434,6 +452,11 @@ static int conn_connect(struct conn *c)
 	bool dial_failed = false, was_up, probing;
 	char why[512] = "";
 
+	if (conn_fixed(c)) {
+		fail(r, "page server %s: the --ps-socket connection was lost (%s) and cannot be re-established",
+		     r->peer, c->lost_why);
+		return -ENOTCONN;
+	}
 	/* Lost again without progress: space the attempts out (rate-limits a reconnect loop). */
 	if (c->backoff_ms) {
 		uint64_t now = mono_ns();
@@ -569,7 +592,8 @@ static int recv_exact(struct conn *c, struct req *q, size_t pos, void *buf, size
 		if (now - conn_since(c) > limit)
 			return -ETIME;
 		if (n == -ETIMEDOUT) {
-			if (now - last > limit / 2)
+			/* A connection that cannot be replaced waits out the whole timeout. */
+			if (now - last > limit / 2 && !conn_fixed(c))
 				return -ETIMEDOUT;
 			continue;
 		}
@@ -823,6 +847,47 @@ static int conn_start(struct conn *c)
 	return 0;
 }
 
+/* --ps-socket: the peer's name for the log, from the socket itself. */
+static void socket_peer(struct remote *r)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[64], port[16];
+
+	if (getpeername(r->o.ps_socket, (struct sockaddr *)&ss, &len) ||
+	    getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV))
+		snprintf(r->peer, sizeof(r->peer), "(--ps-socket %d)", r->o.ps_socket);
+	else
+		snprintf(r->peer, sizeof(r->peer), "%s%s%s:%s", strchr(host, ':') ? "[" : "", host,
+			 strchr(host, ':') ? "]" : "", port);
+}
+
+/* The main connection from --ps-socket, set up as one we dialled. */
+static int adopt_socket(struct conn *c)
+{
+	struct remote *r = c->r;
+	char why[256] = "";
+	struct chan ch = {.fd = -1};
+	int ret;
+
+	ret = chan_setup(r, &ch, r->o.ps_socket, 5000, why, sizeof(why));
+	if (ret) {
+		fail(r, "page server %s: --ps-socket %d: %s", r->peer, r->o.ps_socket, why[0] ? why : strerror(-ret));
+		return ret;
+	}
+	pthread_mutex_lock(&c->mu);
+	c->ch = ch;
+	c->state = C_UP;
+	c->ever_up = true;
+	pthread_mutex_unlock(&c->mu);
+	pr_info("page server %s: using --ps-socket %d as the main connection (it cannot be re-established if "
+		"lost)%s",
+		r->peer, r->o.ps_socket,
+		r->o.single_connection ? "" : "; the urgent connection is dialled to --address/--port");
+	return 0;
+}
+
 static int lookup(struct remote *r)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -924,7 +989,12 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 		pr_err("eventfd: %m");
 		return -errno;
 	}
-	ret = lookup(r);
+	/* With --ps-socket, an address is for the urgent connection only, and only with --port. */
+	if (o->ps_socket >= 0 && !o->port)
+		r->o.single_connection = true;
+	ret = o->port ? lookup(r) : 0;
+	if (o->ps_socket >= 0)
+		socket_peer(r);
 	if (!ret)
 		ret = make_slots(r);
 	if (!ret && o->tls.on)
@@ -934,7 +1004,7 @@ int remote_open(struct remote **out, const struct crimg *img, const struct remot
 	/* The first connection, made here, so a wrong address fails before criu restore starts. */
 	r->conns[0].lost_ns = mono_ns();
 	conn_set_since(&r->conns[0], r->conns[0].lost_ns);
-	ret = conn_connect(&r->conns[0]);
+	ret = o->ps_socket >= 0 ? adopt_socket(&r->conns[0]) : conn_connect(&r->conns[0]);
 	if (ret) {
 		pr_err("%s", r->fail_msg);
 		return ret;

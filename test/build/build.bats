@@ -69,7 +69,7 @@ load ../lib
 	[[ "$output" == *"--page-server needs --port (the page server's)"* ]]
 	run "$LAZY_UFFD" daemon -D /tmp --address 10.0.0.1 --port 1234
 	[ "$status" -eq 2 ]
-	[[ "$output" == *"--address, --port and --ps-protocol need --page-server"* ]]
+	[[ "$output" == *"--address, --port, --ps-protocol and --ps-socket need --page-server"* ]]
 	run "$LAZY_UFFD" daemon
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"-D/--images-dir is required"* ]]
@@ -78,7 +78,7 @@ load ../lib
 	[[ "$output" == *"images dir /nonexistent/dir: No such file or directory"* ]]
 }
 
-@test "build: lazy-uffd page-server documents --max-sessions and --idle-timeout, and refuses bad values with exit 2" {
+@test "build: lazy-uffd page-server documents --max-sessions and --idle-timeout, and refuses bad values with exit 2, from --config too" {
 	run "$LAZY_UFFD" page-server --help
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"--max-sessions N   sessions at once (default 256"* ]]
@@ -94,6 +94,15 @@ load ../lib
 		[ "$status" -eq 2 ]
 		[[ "$output" == *"bad --idle-timeout '$bad'"* ]]
 	done
+	# The same through --config FILE, in criu's syntax; an option only the daemon has is refused.
+	printf 'idle-timeout 2147484  # too long\n' >"$BATS_TEST_TMPDIR/ps.conf"
+	run "$LAZY_UFFD" page-server -D /tmp --config "$BATS_TEST_TMPDIR/ps.conf"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"bad --idle-timeout '2147484' (seconds, 0 to 2147483)"* ]]
+	printf 'ps-socket 5\n' >"$BATS_TEST_TMPDIR/ps.conf"
+	run "$LAZY_UFFD" page-server -D /tmp --config "$BATS_TEST_TMPDIR/ps.conf"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"line 1: 'ps-socket' is not an option of lazy-uffd page-server (see --help)"* ]]
 }
 
 @test "build: the plugin exports only its CRIU descriptor" {

@@ -194,10 +194,36 @@ no_daemon_with() {
 	grep -F "all tasks complete" "$WORK/lazy.log"
 }
 
-@test "daemon: --ps-socket is refused as not supported yet, naming --address and --port" {
-	run_daemon -D "$IMG" -W "$WORK" --page-server --port 27000 --ps-socket 5 </dev/null
+@test "daemon: --ps-socket takes only a connected stream socket, with --page-server" {
+	# Not a socket: refused before anything listens.
+	run_daemon -D "$IMG" -W "$WORK" --page-server --ps-socket 5 5</dev/null </dev/null
 	[ "$status" -eq 2 ]
-	[ "$output" = "lazy-uffd: error: --ps-socket is not supported yet: give the page server's --address and --port" ]
+	[ "$output" = "lazy-uffd: error: --ps-socket 5: not a stream socket (a connection to the page server is expected)" ]
+	[ ! -e "$WORK/lazy-pages.socket" ]
+	# A socket, but a datagram one.
+	run_daemon -D "$IMG" -W "$WORK" --page-server --ps-socket 5 5<>/dev/udp/127.0.0.1/9 </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --ps-socket 5: not a stream socket (a connection to the page server is expected)" ]
+	# A stream socket, but not connected (bound only).
+	run python3 -c '
+import os, socket, subprocess, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+os.dup2(s.fileno(), 5)
+sys.exit(subprocess.run(sys.argv[1:], pass_fds=[5], timeout=10).returncode)' \
+		"$LAZY_UFFD" daemon -D "$IMG" -W "$WORK" --page-server --ps-socket 5
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --ps-socket 5: not connected (Transport endpoint is not connected)" ]
+	# No such fd.
+	run_daemon -D "$IMG" -W "$WORK" --page-server --ps-socket 7 7<&- </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: --ps-socket 7: Bad file descriptor" ]
+	run_daemon -D "$IMG" -W "$WORK" --page-server --ps-socket x </dev/null
+	[ "$status" -eq 2 ]
+	[ "$output" = "lazy-uffd: error: bad --ps-socket 'x' (a file descriptor)" ]
+	run_daemon -D "$IMG" -W "$WORK" --ps-socket 0 0</dev/null
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--ps-socket 0: not a stream socket"* ]]
 	[ ! -e "$WORK/lazy-pages.socket" ]
 }
 
@@ -245,7 +271,7 @@ no_daemon_with() {
 	[ "$status" -eq 0 ]
 	cat "$WORK/lazy.log"
 	# criu 4.1 writes 'Warn  (file:line): ' (two spaces, lined up with 'Error (').
-	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Warn  \(lazy-pages/daemon\.c:[0-9]+\): --status-fd 9: Bad file descriptor$' \
+	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Warn  \(lazy-pages/cli\.c:[0-9]+\): --status-fd 9: Bad file descriptor$' \
 		"$WORK/lazy.log"
 	touch "$WORK/p"
 	run_daemon -D "$IMG" -W "$WORK" -o lazy.log --pidfile p --daemon </dev/null

@@ -53,6 +53,10 @@ run_unit() {
 	run_unit test-registered
 }
 
+@test "unit: option tables: each kind, included tables, --help's layout, --config FILE" {
+	run_unit test-opts
+}
+
 @test "unit: access profiles are read back as written; damage is refused with file and offset" {
 	run_unit test-profile
 }

@@ -20,6 +20,7 @@ $(UNIT_PROGS): $(O)/test/unit/%: $(O)/obj/test/unit/%.o $(UNIT_LIB_OBJS) $(LIBCR
 $(O)/test/unit/test-ranges: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o
 $(O)/test/unit/test-registered: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o
 $(O)/test/unit/test-profile: $(O)/obj/lazy-pages/profile.o
+$(O)/test/unit/test-opts: $(O)/obj/lazy-pages/opts.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: $(O)/obj/lazy-pages/tls.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: PROTOBUF_LIBS := $(PROTOBUF_LIBS) $(GNUTLS_LIBS) -pthread
 # profile.o needs libcrimg (the fingerprint), which the rule puts before it.

@@ -70,6 +70,20 @@ restored_tree() {
 	grep -q '"urgent_channel": false' "$ZDTM_STATS"
 }
 
+@test "remote ours: --ps-socket FD, a connection made beforehand, is the only one" {
+	ZDTM_REMOTE_PS_SOCKET=1 zdtm_remote_run ours anon --size 64M --check-order random --ballast 256M
+	grep -q '"urgent_channel": false' "$ZDTM_STATS"
+	grep -q 'page server 10\.77\.0\.1:27027: using --ps-socket 5 as the main connection' "$ZDTM_WORK/lazy.log"
+}
+
+@test "remote ours tls: --ps-socket FD with --port: the urgent channel is dialled beside it" {
+	ZDTM_REMOTE_DAEMON_ARGS=(--address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT")
+	ZDTM_REMOTE_TLS=1 ZDTM_REMOTE_PS_SOCKET=1 zdtm_remote_run ours anon --size 64M --check-order random \
+		--ballast 256M
+	grep -q '"urgent_channel": true' "$ZDTM_STATS"
+	grep -q 'using --ps-socket 5 as the main connection .*; the urgent connection is dialled' "$ZDTM_WORK/lazy.log"
+}
+
 @test "remote ours: a tree, both header layouts forced (--ps-protocol 4.1 and 4.2)" {
 	ZDTM_REMOTE_DAEMON_ARGS=(--ps-protocol 4.1)
 	zdtm_remote_run ours tree
@@ -187,6 +201,28 @@ again() {
 		sleep 0.05
 	done
 	[ -z "$left" ] || { echo "restored processes left: $left"; false; }
+}
+
+@test "remote ours: the page server killed under a --ps-socket connection: no reconnecting, exit 1 at once" {
+	rate_limit 1gbit
+	ZDTM_REMOTE_PS_SOCKET=1
+	zdtm_start anon --size 256M --expect-lazy --settle
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_ps_start
+	zdtm_remote_copy
+	zdtm_remote_restore ours
+	sleep 0.3
+	zdtm_alive "$ZDTM_DPID" # still transferring
+	kill -KILL "$ZDTM_SRCPID"
+	wait "$ZDTM_SRCPID" || true
+	ZDTM_SRCPID=
+	# The default --reconnect-timeout is 30 s: an exit well before it was no reconnecting.
+	ZDTM_LAZY_TIMEOUT=15 zdtm_lazy_wait
+	[ "$ZDTM_DRC" = 1 ]
+	grep -E 'Warn .*main connection \(--ps-socket 5\) lost \(.*\); it cannot be re-established' "$ZDTM_WORK/lazy.log"
+	grep -E 'Error .*the --ps-socket connection was lost \(.*\) and cannot be re-established' "$ZDTM_WORK/lazy.log"
+	grep -q 'killing restored task' "$ZDTM_WORK/lazy.log"
 }
 
 # fake_server MODE [GOOD]: our daemon against test/tools/fake-ps answering wrongly after

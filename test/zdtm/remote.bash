@@ -13,6 +13,7 @@
 #     ps     our daemon; source `criu page-server --lazy-pages` on a normal dump
 #     criu   `criu lazy-pages --page-server`; source our `lazy-uffd page-server --once`
 #     ours   our daemon; source our page server
+#   ZDTM_REMOTE_PS_SOCKET=1      our daemon given the connection as --ps-socket FD
 #   ZDTM_REMOTE_TLS=1            both sides with --tls and certificates made by openssl
 #                                (CN and subjectAltName 10.77.0.1: CRIU checks the
 #                                peer's name against its own --address on both ends)
@@ -188,9 +189,18 @@ zdtm_remote_copy() {
 }
 
 # zdtm_remote_restore DAEMON: the lazy restore at the destination, pages from the source.
+# ZDTM_REMOTE_PS_SOCKET=1: criu's --ps-socket instead of --address/--port: the connection
+# is made beforehand, in the destination's namespace, by a shell that then runs the daemon
+# with it as fd 5 (ZDTM_REMOTE_DAEMON_ARGS may add --port for the urgent channel).
 zdtm_remote_restore() {
-	ZDTM_DAEMON_ARGS=(--page-server --address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT"
-		"${ZDTM_TLS_ARGS[@]}" "${ZDTM_REMOTE_DAEMON_ARGS[@]}")
+	local server=(--address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT")
+	if [ -n "${ZDTM_REMOTE_PS_SOCKET:-}" ]; then
+		server=(--ps-socket 5)
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		ZDTM_DAEMON_WRAP=(bash -c 'exec 5<>"/dev/tcp/$0/$1" && exec "${@:2}"' "$ZDTM_REMOTE_SRC_IP"
+			"$ZDTM_REMOTE_PORT")
+	fi
+	ZDTM_DAEMON_ARGS=(--page-server "${server[@]}" "${ZDTM_TLS_ARGS[@]}" "${ZDTM_REMOTE_DAEMON_ARGS[@]}")
 	zdtm_lazy_restore "$1"
 }
 
