@@ -12,8 +12,8 @@
  * sends makes the server hang or crash, and one session's trouble is its own.
  *
  * Clients cannot exhaust it either: sessions are capped (--max-sessions, by default also
- * by what the fd limit leaves room for) and one that sends nothing for --idle-timeout is
- * closed. A connection beyond the cap, or one that finds no fd, memory or thread for it,
+ * by what the fd limit leaves room for) and one that sends nothing, or reads nothing of
+ * an answer, for --idle-timeout is closed. A connection beyond the cap, or one that finds no fd, memory or thread for it,
  * is accepted and closed at once, so its client sees the refusal instead of waiting in
  * the backlog; the accept loop then backs off instead of spinning, and says so once a
  * minute at most.
@@ -36,6 +36,7 @@
 #include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -225,6 +226,9 @@ static int splice_send(struct session *s, int fd, uint64_t off, uint64_t len, bo
 				     SPLICE_F_MOVE | (len || more ? SPLICE_F_MORE : 0));
 			if (out < 0 && errno == EINTR)
 				continue;
+			/* Blocking: EAGAIN is SO_SNDTIMEO running out, a client that reads nothing. */
+			if (out < 0 && errno == EAGAIN)
+				return -ETIMEDOUT;
 			if (out <= 0)
 				return out < 0 ? -errno : -EPIPE;
 			in -= out;
@@ -285,6 +289,12 @@ static int serve_get(struct session *s, const struct ps_hdr *h)
 			ret = chan_send_file(&s->ch, segs[i].fd, segs[i].off, segs[i].nr * CRIMG_PAGE_SIZE);
 		else
 			ret = splice_send(s, segs[i].fd, segs[i].off, segs[i].nr * CRIMG_PAGE_SIZE, i + 1 < nseg);
+	}
+	if (ret == -ETIMEDOUT) {
+		pr_info("session %u (%s): the client has read nothing for %u s (--idle-timeout): closing", s->id,
+			s->peer, s->srv->idle_timeout_s);
+		s->idled = true;
+		return ret;
 	}
 	if (ret) {
 		pr_err("session %u (%s): sending %llu pages at 0x%llx of task %d: %s", s->id, s->peer,
@@ -397,7 +407,7 @@ static bool serve_session(struct session *s)
 		case PS_IOV_GET:
 			ret = serve_get(s, &h);
 			if (ret)
-				return false;
+				return s->idled;
 			break;
 		case PS_IOV_LU_HELLO:
 			pr_info("session %u (%s): a lazy-uffd daemon's urgent channel", s->id, s->peer);
@@ -701,6 +711,10 @@ static int start_session(struct server *srv, struct acceptor *a, int fd, const s
 		return -ENOMEM;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* A client that asks and never reads would hold its session in a send forever. */
+	if (srv->idle_timeout_s)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &(struct timeval){ .tv_sec = srv->idle_timeout_s },
+			   sizeof(struct timeval));
 	s->srv = srv;
 	s->ch.fd = fd;
 	s->pipe[0] = s->pipe[1] = -1;
@@ -859,8 +873,8 @@ static const struct opt page_server_table[] = {
 		  "room for fewer); a connection beyond them is closed at once",
 	  .off = PS_CLI(max_sessions), .min = 1, .max = INT_MAX, .range = "a count, at least 1" },
 	{ OPT_UINT, "idle-timeout", 0, "S",
-	  .help = "close a session that has sent nothing for S seconds\n"
-		  "(default " OPTS_STR(DEFAULT_IDLE_TIMEOUT_S) "; 0: never)",
+	  .help = "close a session that has sent nothing, or read nothing\n"
+		  "of an answer, for S seconds (default " OPTS_STR(DEFAULT_IDLE_TIMEOUT_S) "; 0: never)",
 	  .off = PS_CLI(idle_timeout_s), .max = MAX_IDLE_TIMEOUT_S, .range = "seconds, 0 to 2147483" },
 	{ OPT_INCLUDE, .include = cli_tls_opts },
 	{ OPT_INCLUDE, .include = cli_config_opts },

@@ -506,3 +506,40 @@ idle_flood() {
 @test "remote ours: the page server at --max-sessions: idle clients refused at once or timed out, then a restore" {
 	idle_flood 'session cap: 4 sessions (--max-sessions): refusing connections' --max-sessions 4
 }
+
+# le BYTES VALUE: VALUE as BYTES little-endian bytes, in printf's \xNN escapes.
+le() {
+	local i
+	for ((i = 0; i < $1; i++)); do
+		printf '\\x%02x' $((($2 >> (8 * i)) & 255))
+	done
+}
+
+@test "remote ours: a client that asks for pages and never reads them is closed after --idle-timeout" {
+	local start bytes get client i
+	zdtm_start anon --size 64M --mapfile "$ZDTM_DIR/map"
+	zdtm_dump
+	ZDTM_REMOTE_MODE=ours
+	zdtm_remote_ps_start --idle-timeout 2
+	read -r start bytes <"$ZDTM_DIR/map"
+	# A 4.1 GET of all 64 MiB of task 1, more than the socket buffers hold; never read.
+	get="\\x07\\0\\0\\0$(le 4 $((bytes / 4096)))$(le 8 "$start")$(le 8 1)"
+	"${ZDTM_DST_NS[@]}" bash -c '
+		exec 3<>/dev/tcp/'"$ZDTM_REMOTE_SRC_IP/$ZDTM_REMOTE_PORT"' || exit 1
+		printf "$1" >&3
+		sleep 20' _ "$get" &
+	client=$!
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'the client has read nothing for 2 s (--idle-timeout): closing' "$ZDTM_DIR/ps.log" && break
+		sleep 0.1
+	done
+	kill "$client" 2>/dev/null || true
+	wait "$client" 2>/dev/null || true
+	grep session "$ZDTM_DIR/ps.log" | tail -n 5
+	# Before, the session's thread waited in its send for as long as the client lived.
+	grep -q 'the client has read nothing for 2 s (--idle-timeout): closing' "$ZDTM_DIR/ps.log"
+	grep -q "session 1 (.*): 1 requests, 0 pages served" "$ZDTM_DIR/ps.log"
+	zdtm_alive "$ZDTM_SRCPID"
+	kill -TERM "$ZDTM_SRCPID"
+	wait "$ZDTM_SRCPID" || true
+}
