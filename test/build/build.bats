@@ -82,7 +82,7 @@ load ../lib
 	run "$LAZY_UFFD" page-server --help
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"--max-sessions N   sessions at once (default 256"* ]]
-	[[ "$output" == *"--idle-timeout S   close a session that has sent nothing for S seconds"* ]]
+	[[ "$output" == *"--idle-timeout S   close a session that has sent nothing, or read nothing"* ]]
 	local bad
 	for bad in 0 -1 x 2147483648; do
 		run "$LAZY_UFFD" page-server -D /tmp --max-sessions "$bad"
