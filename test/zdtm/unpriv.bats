@@ -50,7 +50,8 @@ setup() {
 	chown "$UP_ID:$UP_ID" "$ZDTM_DIR/out"
 	cp "$LU_BUILD/lazy_uffd.so" "$ZDTM_DIR/plugins/"
 	UP_AS=(setpriv --reuid "$UP_ID" --regid "$UP_ID" --clear-groups)
-	# criu dump (and our daemon) as the user, CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE.
+	# criu dump as the user, with CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE; each test
+	# says how criu restore and the daemon run (up_restore_as).
 	ZDTM_SRC_NS=("${UP_AS[@]}" --inh-caps +checkpoint_restore,+sys_ptrace
 		--ambient-caps +checkpoint_restore,+sys_ptrace --)
 	ZDTM_DUMP_ARGS=(--unprivileged)

@@ -95,7 +95,7 @@ uns_plugin_checks() {
 	local log=$ZDTM_WORK/restore.log
 	grep -q "lazy_uffd: userfaultfd(2) works here: CRIU's uffds come from it; /dev/userfaultfd, opened now and .* serves a restored task whose own userfaultfd(2) is refused (a user namespace)" "$log" ||
 		{ zdtm_fail "no plugin init line in $log"; return 1; }
-	grep -qE '^\([ 0-9.]+\) +1: lazy_uffd: uffd [0-9]+ from USERFAULTFD_IOC_NEW on /dev/userfaultfd \(userfaultfd\(2\): EPERM\)$' "$log" ||
+	grep -qE '^\([ 0-9.]+\) +1: lazy_uffd: uffd [0-9]+ from USERFAULTFD_IOC_NEW on /dev/userfaultfd, the fd criu opened at plugin init \(userfaultfd\(2\): EPERM\)$' "$log" ||
 		{ zdtm_fail "task 1 made no uffd through the kept device fd"; return 1; }
 	grep -qE '^\([ 0-9.]+\) +1: uns: calling uffd_api_ioctl' "$log" ||
 		{ zdtm_fail "the handshake of task 1's uffd did not go through criu's usernsd"; return 1; }
