@@ -158,6 +158,14 @@ static long make_uffd(int flags)
 		goto refused;
 	}
 	pending_add(fd, sys_err);
+	/*
+	 * The handshake's info line may never come from this process: a task in a user
+	 * namespace has criu's usernsd (outside, CAP_SYS_PTRACE for EVENT_FORK) do its
+	 * UFFDIO_API.
+	 */
+	lu_debug("uffd %d from USERFAULTFD_IOC_NEW on %s, %s (%s%s)", fd, lu.device,
+		 lu.keep == LU_KEEP_NONE ? "opened by this process" : "the fd criu opened at plugin init",
+		 sys_err ? "userfaultfd(2): " : "", sys_err ? uffd_errno_name(sys_err) : "LAZY_UFFD_MODE=device");
 	return fd;
 
 refused:

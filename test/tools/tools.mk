@@ -49,3 +49,12 @@ TEST_PROGS	+= $(HWBP_PROBE)
 $(HWBP_PROBE): test/tools/hwbp-probe.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $<
+
+# ns-run: a program as the init of new user, pid and mount namespaces on its own root,
+# the way a container runs it (test/zdtm/userns.bats).
+NS_RUN		:= $(O)/test/tools/ns-run
+TEST_PROGS	+= $(NS_RUN)
+
+$(NS_RUN): test/tools/ns-run.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $<

@@ -6,6 +6,8 @@
 #                               (sets ZDTM_PID)
 #   zdtm_dump [CRIU ARGS...]    criu dump -t ZDTM_PID -D ZDTM_IMG (the tree is killed)
 #   zdtm_restore [CRIU ARGS...] criu restore -d -D ZDTM_IMG (sets ZDTM_RPID)
+#                               (both also get ZDTM_DUMP_ARGS / ZDTM_RESTORE_ARGS, arrays
+#                               a test sets for every dump / restore it runs)
 #   zdtm_stop [--signalled]     SIGTERM the restored root (unless already sent), wait for
 #                               its outfile and exit
 #   zdtm_expect_pass            the outfile is exactly "PASS"
@@ -85,6 +87,8 @@ zdtm_setup() {
 	ZDTM_DAEMON_ARGS=()
 	ZDTM_RESTORE_WRAP=()
 	ZDTM_DAEMON_WRAP=()
+	ZDTM_DUMP_ARGS=()
+	ZDTM_RESTORE_ARGS=()
 	ZDTM_DAEMON_COMM=
 	# Nothing from an earlier cycle in the same test may be taken for this one's.
 	rm -rf "$ZDTM_PIDFILE" "$ZDTM_OUT" "$ZDTM_OUT".* "$ZDTM_ERR" "$ZDTM_IMG" "$ZDTM_WORK" \
@@ -184,7 +188,8 @@ zdtm_start() {
 # zdtm_dump [CRIU ARGS...]
 zdtm_dump() {
 	local rc=0 i
-	"${ZDTM_SRC_NS[@]}" "$CRIU" dump -t "$ZDTM_PID" -D "$ZDTM_IMG" -o dump.log -v4 "$@" >/dev/null 2>&1 || rc=$?
+	"${ZDTM_SRC_NS[@]}" "$CRIU" dump -t "$ZDTM_PID" -D "$ZDTM_IMG" -o dump.log -v4 "${ZDTM_DUMP_ARGS[@]}" "$@" \
+		>/dev/null 2>&1 || rc=$?
 	[ "$rc" = 0 ] || { zdtm_fail "criu dump failed ($rc)"; return 1; }
 	# Dumped trees are killed: wait for the old root to go, so its pid is free again.
 	for ((i = 0; i < 200; i++)); do
@@ -199,7 +204,7 @@ zdtm_dump() {
 zdtm_restore() {
 	local rc=0
 	"${ZDTM_DST_NS[@]}" "${ZDTM_RESTORE_WRAP[@]}" "$CRIU" restore -d -D "$ZDTM_IMG" -o restore.log \
-		-v"${ZDTM_VERBOSITY:-4}" --pidfile restored.pid "$@" \
+		-v"${ZDTM_VERBOSITY:-4}" --pidfile restored.pid "${ZDTM_RESTORE_ARGS[@]}" "$@" \
 		</dev/null >/dev/null 2>&1 3>&- || rc=$?
 	[ "$rc" = 0 ] || { zdtm_fail "criu restore failed ($rc)"; return 1; }
 	ZDTM_RPID=$(cat "${ZDTM_RWORK:-$ZDTM_IMG}/restored.pid" 2>/dev/null)

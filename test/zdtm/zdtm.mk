@@ -10,10 +10,10 @@ ZDTM_CFLAGS	:= $(BASE_CFLAGS) -pthread -I$(TOP)/test/zdtm/lib
 
 ZDTM_OBJS	:= $(patsubst %,$(O)/zdtm/obj/%.o,$(ZDTM_TESTS)) $(ZDTM_LIB_OBJ)
 
-TEST_PROGS	+= $(addprefix $(O)/zdtm/,$(ZDTM_TESTS)) $(O)/zdtm/anon-static
+TEST_PROGS	+= $(addprefix $(O)/zdtm/,$(ZDTM_TESTS)) $(O)/zdtm/anon-static $(O)/zdtm/forkcheck-static
 
-# runc.bats: the container's one process, static (the bundle's rootfs holds nothing else).
-$(O)/zdtm/anon-static: $(O)/zdtm/obj/anon.o $(ZDTM_LIB_OBJ)
+# runc.bats and userns.bats: a container's one process, static (its root holds nothing else).
+$(O)/zdtm/%-static: $(O)/zdtm/obj/%.o $(ZDTM_LIB_OBJ)
 	$(CC) -static -pthread $(LDFLAGS) -o $@ $^
 
 # Keep the objects: they are intermediate files of a pattern chain otherwise.
