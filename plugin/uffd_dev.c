@@ -360,6 +360,15 @@ static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
 				 "the open", cg, at);
 		return 0;
 	}
+	if (err && open_err != EPERM) {
+		/* Only EPERM comes from a device program: no need to know whether one is there. */
+		snprintf(buf, len,
+			 "cgroup v2 cgroup %.1000s: whether a device BPF program is attached cannot be checked from "
+			 "here (BPF_PROG_QUERY: %.1000s); the open %.1000s%.1000s",
+			 cg, uffd_errno_name(err), open_err ? "failed with " : "worked",
+			 open_err ? uffd_errno_name(open_err) : "");
+		return 0;
+	}
 	if (err) {
 		/* BPF_PROG_QUERY wants CAP_NET_ADMIN: without it an EPERM open is all there is. */
 		snprintf(buf, len,
@@ -367,7 +376,7 @@ static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
 			 "char %d:%d: the open was refused with %.1000s, and whether one is attached cannot be checked "
 			 "from here (BPF_PROG_QUERY: %.1000s)",
 			 cg, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, uffd_errno_name(open_err), uffd_errno_name(err));
-		return open_err == EPERM ? 1 : -err;
+		return 1;
 	}
 	snprintf(buf, len, "cgroup v2 cgroup %.1000s: no device BPF program attached to it or above it", cg);
 	return 0;
