@@ -56,11 +56,11 @@ struct doctor {
 	char unpriv[32];
 	struct path_probe sys, dev;
 	struct uffd_dev_node node;
-	int user_only_err;   /* userfaultfd(UFFD_USER_MODE_ONLY): the sysctl lets it through */
-	int seccomp;	     /* Seccomp: of /proc/self/status, -1 unknown */
-	char uid_map[64];    /* first line of /proc/self/uid_map, squeezed */
-	bool userns;	     /* not the initial user namespace's identity map */
-	int devcg;	     /* uffd_devcg_denies() */
+	int user_only_err; /* userfaultfd(UFFD_USER_MODE_ONLY): the sysctl lets it through */
+	int seccomp;	   /* Seccomp: of /proc/self/status, -1 unknown */
+	char uid_map[64];  /* first line of /proc/self/uid_map, squeezed */
+	bool userns;	   /* not the initial user namespace's identity map */
+	int devcg;	   /* uffd_devcg_denies() */
 	char devcg_why[8192];
 
 	char criu[PATH_MAX];
@@ -79,8 +79,10 @@ static void doctor_usage(FILE *out)
 	fprintf(out, "usage: lazy-uffd doctor [--criu PATH] [--plugin PATH]\n"
 		     "\n"
 		     "Say whether criu restore --lazy-pages can work here and what to change if not:\n"
-		     "the kernel, what userfaultfd(2) does, /dev/userfaultfd (owner, mode, usable by this\n"
-		     "user), vm.unprivileged_userfaultfd, the uffd features and ioctls each path grants,\n"
+		     "the kernel, what userfaultfd(2) does and why (a seccomp filter, the sysctl, a user\n"
+		     "namespace), /dev/userfaultfd (owner, mode, usable by this user), the device cgroup\n"
+		     "(v1 devices.list, a v2 device BPF program), vm.unprivileged_userfaultfd, the uffd\n"
+		     "features and ioctls each path grants,\n"
 		     "the criu in use (--criu, else build/criu-*.env next to this program, else PATH),\n"
 		     "its version and whether lazy_uffd.so (--plugin, else next to this program or in\n"
 		     "lib/criu) loads into it. Run it the way criu runs: same user, container and\n"
@@ -627,17 +629,20 @@ static void sys_row(const struct doctor *d)
 	if (!d->sys.err) {
 		row("userfaultfd(2)", "ok");
 	} else if (d->sys.err == EPERM && !d->user_only_err && d->userns) {
-		row("userfaultfd(2)", "EPERM: refused by vm.unprivileged_userfaultfd=%s: this process is in a user "
-				      "namespace (uid_map %s), and only CAP_SYS_PTRACE in the initial one counts; "
-				      "with UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
+		row("userfaultfd(2)",
+		    "EPERM: refused by vm.unprivileged_userfaultfd=%s: this process is in a user "
+		    "namespace (uid_map %s), and only CAP_SYS_PTRACE in the initial one counts; "
+		    "with UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
 		    d->unpriv, d->uid_map);
 	} else if (d->sys.err == EPERM && !d->user_only_err) {
-		row("userfaultfd(2)", "EPERM: refused by vm.unprivileged_userfaultfd=%s without CAP_SYS_PTRACE; with "
-				      "UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
+		row("userfaultfd(2)",
+		    "EPERM: refused by vm.unprivileged_userfaultfd=%s without CAP_SYS_PTRACE; with "
+		    "UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
 		    d->unpriv);
 	} else if (d->seccomp == 2 && (d->sys.err == EPERM || d->sys.err == ENOSYS)) {
-		row("userfaultfd(2)", "%s: refused by a seccomp filter (Seccomp: 2 in /proc/self/status; with "
-				      "UFFD_USER_MODE_ONLY too, which vm.unprivileged_userfaultfd=%s would allow)",
+		row("userfaultfd(2)",
+		    "%s: refused by a seccomp filter (Seccomp: 2 in /proc/self/status; with "
+		    "UFFD_USER_MODE_ONLY too, which vm.unprivileged_userfaultfd=%s would allow)",
 		    err, d->unpriv);
 	} else if (d->sys.err == ENOSYS) {
 		row("userfaultfd(2)", "ENOSYS: not available (no seccomp filter here: a kernel without "

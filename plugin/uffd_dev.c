@@ -321,7 +321,8 @@ static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
 	}
 	rl = strcmp(root, "/") ? strlen(root) : 0;
 	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/'))) {
-		snprintf(buf, len, "cgroup v2 cgroup %.1000s: outside the cgroup2 mount at %.1000s (root %.1000s)", cg, mnt, root);
+		snprintf(buf, len, "cgroup v2 cgroup %.1000s: outside the cgroup2 mount at %.1000s (root %.1000s)", cg,
+			 mnt, root);
 		return -ENOENT;
 	}
 	rel += rl;
@@ -345,19 +346,23 @@ static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
 	}
 	if (at[0] && open_err == EPERM) {
 		snprintf(buf, len,
-			 "the cgroup v2 cgroup %.1000s of this process has a device BPF program (attached at %.1000s) and the "
-			 "open was refused with EPERM: that program does not allow char %d:%d (its rules cannot be "
-			 "read, only that it is attached)",
+			 "the cgroup v2 cgroup %.1000s of this process has a device BPF program (attached at %.1000s) "
+			 "and the open was refused with EPERM: that program does not allow char %d:%d (its rules "
+			 "cannot be read, only that it is attached)",
 			 cg, at, UFFD_DEV_MAJOR, UFFD_DEV_MINOR);
 		return 1;
 	}
 	if (at[0]) {
 		if (open_err)
-			snprintf(buf, len, "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); the open "
-				 "failed with %.1000s, not EPERM: not that program's refusal", cg, at, uffd_errno_name(open_err));
+			snprintf(buf, len,
+				 "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); the open "
+				 "failed with %.1000s, not EPERM: not that program's refusal",
+				 cg, at, uffd_errno_name(open_err));
 		else
-			snprintf(buf, len, "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); it allows "
-				 "the open", cg, at);
+			snprintf(buf, len,
+				 "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); it allows "
+				 "the open",
+				 cg, at);
 		return 0;
 	}
 	if (err && open_err != EPERM) {
@@ -372,9 +377,9 @@ static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
 	if (err) {
 		/* BPF_PROG_QUERY wants CAP_NET_ADMIN: without it an EPERM open is all there is. */
 		snprintf(buf, len,
-			 "the cgroup v2 cgroup %.1000s of this process may have a device BPF program that does not allow "
-			 "char %d:%d: the open was refused with %.1000s, and whether one is attached cannot be checked "
-			 "from here (BPF_PROG_QUERY: %.1000s)",
+			 "the cgroup v2 cgroup %.1000s of this process may have a device BPF program that does not "
+			 "allow char %d:%d: the open was refused with %.1000s, and whether one is attached cannot be "
+			 "checked from here (BPF_PROG_QUERY: %.1000s)",
 			 cg, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, uffd_errno_name(open_err), uffd_errno_name(err));
 		return 1;
 	}
@@ -537,8 +542,7 @@ void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *
 			 "linux.resources.devices: {\"allow\":true,\"type\":\"c\",\"major\":%d,\"minor\":%d,"
 			 "\"access\":\"rw\"}; docker/podman: --device %s), or let criu use the userfaultfd(2) "
 			 "syscall (the seccomp profile; vm.unprivileged_userfaultfd=1)",
-			 path, cg, UFFD_DEV_SOCKET, UFFD_DEV_MAJOR, UFFD_DEV_MINOR,
-			 path);
+			 path, cg, UFFD_DEV_SOCKET, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, path);
 		return;
 	}
 	if (step == UFFD_STEP_OPEN && (err == EACCES || err == EPERM)) {
