@@ -56,6 +56,12 @@ struct doctor {
 	char unpriv[32];
 	struct path_probe sys, dev;
 	struct uffd_dev_node node;
+	int user_only_err; /* userfaultfd(UFFD_USER_MODE_ONLY): the sysctl lets it through */
+	int seccomp;	   /* Seccomp: of /proc/self/status, -1 unknown */
+	char uid_map[64];  /* first line of /proc/self/uid_map, squeezed */
+	bool userns;	   /* not the initial user namespace's identity map */
+	int devcg;	   /* uffd_devcg_denies() */
+	char devcg_why[8192];
 
 	char criu[PATH_MAX];
 	char criu_from[PATH_MAX + 32];
@@ -73,8 +79,10 @@ static void doctor_usage(FILE *out)
 	fprintf(out, "usage: lazy-uffd doctor [--criu PATH] [--plugin PATH]\n"
 		     "\n"
 		     "Say whether criu restore --lazy-pages can work here and what to change if not:\n"
-		     "the kernel, what userfaultfd(2) does, /dev/userfaultfd (owner, mode, usable by this\n"
-		     "user), vm.unprivileged_userfaultfd, the uffd features and ioctls each path grants,\n"
+		     "the kernel, what userfaultfd(2) does and why (a seccomp filter, the sysctl, a user\n"
+		     "namespace), /dev/userfaultfd (owner, mode, usable by this user), the device cgroup\n"
+		     "(v1 devices.list, a v2 device BPF program), vm.unprivileged_userfaultfd, the uffd\n"
+		     "features and ioctls each path grants,\n"
 		     "the criu in use (--criu, else build/criu-*.env next to this program, else PATH),\n"
 		     "its version and whether lazy_uffd.so (--plugin, else next to this program or in\n"
 		     "lib/criu) loads into it. Run it the way criu runs: same user, container and\n"
@@ -576,6 +584,75 @@ static int verdict(const struct doctor *d)
 	return 0;
 }
 
+/* Why userfaultfd(2) is refused, each cause checked rather than listed. */
+static void probe_sys_cause(struct doctor *d)
+{
+	char line[256];
+	FILE *f;
+	int fd;
+
+	d->seccomp = -1;
+	f = fopen("/proc/self/status", "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "Seccomp: %d", &d->seccomp) == 1)
+				break;
+		fclose(f);
+	}
+	/*
+	 * The initial user namespace maps every uid to itself; any other map means root
+	 * here is not root for the kernel's CAP_SYS_PTRACE check.
+	 */
+	snprintf(d->uid_map, sizeof(d->uid_map), "unknown");
+	f = fopen("/proc/self/uid_map", "re");
+	if (f) {
+		unsigned long in, out, count;
+
+		if (fscanf(f, "%lu %lu %lu", &in, &out, &count) == 3) {
+			snprintf(d->uid_map, sizeof(d->uid_map), "%lu %lu %lu", in, out, count);
+			d->userns = !(in == 0 && out == 0 && count == 4294967295UL);
+		}
+		fclose(f);
+	}
+	/* The kernel lets UFFD_USER_MODE_ONLY through whatever the sysctl; a filter does not. */
+	fd = uffd_sys_new(O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	d->user_only_err = fd < 0 ? -fd : 0;
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The row for userfaultfd(2): the errno and the cause that was found. */
+static void sys_row(const struct doctor *d)
+{
+	const char *err = uffd_errno_name(d->sys.err);
+
+	if (!d->sys.err) {
+		row("userfaultfd(2)", "ok");
+	} else if (d->sys.err == EPERM && !d->user_only_err && d->userns) {
+		row("userfaultfd(2)",
+		    "EPERM: refused by vm.unprivileged_userfaultfd=%s: this process is in a user "
+		    "namespace (uid_map %s), and only CAP_SYS_PTRACE in the initial one counts; "
+		    "with UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
+		    d->unpriv, d->uid_map);
+	} else if (d->sys.err == EPERM && !d->user_only_err) {
+		row("userfaultfd(2)",
+		    "EPERM: refused by vm.unprivileged_userfaultfd=%s without CAP_SYS_PTRACE; with "
+		    "UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it",
+		    d->unpriv);
+	} else if (d->seccomp == 2 && (d->sys.err == EPERM || d->sys.err == ENOSYS)) {
+		row("userfaultfd(2)",
+		    "%s: refused by a seccomp filter (Seccomp: 2 in /proc/self/status; with "
+		    "UFFD_USER_MODE_ONLY too, which vm.unprivileged_userfaultfd=%s would allow)",
+		    err, d->unpriv);
+	} else if (d->sys.err == ENOSYS) {
+		row("userfaultfd(2)", "ENOSYS: not available (no seccomp filter here: a kernel without "
+				      "CONFIG_USERFAULTFD)");
+	} else {
+		row("userfaultfd(2)", "%s: %s (seccomp mode %d, vm.unprivileged_userfaultfd=%s)", err,
+		    strerror(d->sys.err), d->seccomp, d->unpriv);
+	}
+}
+
 static void report(struct doctor *d)
 {
 	char names[512];
@@ -586,16 +663,7 @@ static void report(struct doctor *d)
 	row("kernel", "%s %s (%s)%s", d->uts.sysname, d->uts.release, d->uts.machine,
 	    major > 6 || (major == 6 && minor >= 1) ? "" : "; /dev/userfaultfd needs Linux >= 6.1");
 
-	if (!d->sys.err)
-		row("userfaultfd(2)", "ok");
-	else if (d->sys.err == EPERM)
-		row("userfaultfd(2)", "EPERM: refused (a seccomp profile, or vm.unprivileged_userfaultfd=0 without "
-				      "CAP_SYS_PTRACE)");
-	else if (d->sys.err == ENOSYS)
-		row("userfaultfd(2)", "ENOSYS: not available (a seccomp profile, or a kernel without "
-				      "CONFIG_USERFAULTFD)");
-	else
-		row("userfaultfd(2)", "%s: %s", uffd_errno_name(d->sys.err), strerror(d->sys.err));
+	sys_row(d);
 	row("vm.unprivileged_userfaultfd", "%s", d->unpriv);
 
 	if (d->node.stat_err)
@@ -611,6 +679,13 @@ static void report(struct doctor *d)
 		row("device access", "%s failed for uid %u: %s",
 		    d->dev.step == UFFD_STEP_OPEN ? "open" : "USERFAULTFD_IOC_NEW", (unsigned int)geteuid(),
 		    uffd_errno_name(d->dev.err));
+
+	if (d->devcg_why[0])
+		row("device cgroup", "%s%s", d->devcg == 1 ? "DENIES: " : "", d->devcg_why);
+	else if (d->devcg < 0)
+		row("device cgroup", "cannot tell: %s", strerror(-d->devcg));
+	else
+		row("device cgroup", "no devices controller and no cgroup2 here");
 
 	print_path("syscall", &d->sys);
 	print_path("device", &d->dev);
@@ -704,7 +779,9 @@ int cmd_doctor(int argc, char **argv)
 	uname(&d.uts);
 	read_sysctl(&d);
 	probe_path(-1, &d.sys);
+	probe_sys_cause(&d);
 	probe_device(&d);
+	d.devcg = uffd_devcg_denies(d.dev.step == UFFD_STEP_OPEN ? d.dev.err : 0, d.devcg_why, sizeof(d.devcg_why));
 	find_criu(&d);
 	find_plugin(&d);
 	d.plugin_loads = -1;

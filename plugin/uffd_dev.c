@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/bpf.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -258,13 +259,142 @@ static int devlist_allows(const char *line)
 	return strchr(acc, 'r') && strchr(acc, 'w');
 }
 
+/* The number of device BPF programs attached to the cgroup2 directory @dir itself; -errno. */
+static int devcg_bpf_attached(const char *dir)
+{
+	union bpf_attr attr;
+	int fd, ret;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	memset(&attr, 0, sizeof(attr));
+	attr.query.target_fd = fd;
+	attr.query.attach_type = BPF_CGROUP_DEVICE;
+	ret = syscall(SYS_bpf, BPF_PROG_QUERY, &attr, sizeof(attr)) ? -errno : (int)attr.query.prog_cnt;
+	close(fd);
+	return ret;
+}
+
+/* Where the cgroup2 hierarchy is mounted, and the cgroup path that mount's root stands for. */
+static int cgroup2_mount(char *mnt, size_t mlen, char *root, size_t rlen)
+{
+	char line[8192], r[4096], m[4096];
+	FILE *f;
+	int ret = -ENOENT;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+
+		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+			continue;
+		if (sscanf(line, "%*s %*s %*s %4095s %4095s", r, m) != 2)
+			continue;
+		snprintf(mnt, mlen, "%s", m);
+		snprintf(root, rlen, "%s", r);
+		ret = 0;
+		break;
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * cgroup v2: whether a device BPF program is attached to @cg (a path from
+ * /proc/self/cgroup) or one of its ancestors. A program is what checks an open there;
+ * its rules cannot be read back, so an EPERM open where one is attached is the denial.
+ */
+static int devcg_v2(const char *cg, int open_err, char *buf, size_t len)
+{
+	char mnt[4096], root[4096], dir[8400], at[4096] = "";
+	const char *rel = cg;
+	size_t rl, base;
+	char *slash;
+	int n, err = 0;
+
+	if (cgroup2_mount(mnt, sizeof(mnt), root, sizeof(root))) {
+		snprintf(buf, len, "cgroup v2 cgroup %.1000s: no cgroup2 mount here to look at it", cg);
+		return -ENOENT;
+	}
+	rl = strcmp(root, "/") ? strlen(root) : 0;
+	if (rl && (strncmp(cg, root, rl) || (cg[rl] && cg[rl] != '/'))) {
+		snprintf(buf, len, "cgroup v2 cgroup %.1000s: outside the cgroup2 mount at %.1000s (root %.1000s)", cg,
+			 mnt, root);
+		return -ENOENT;
+	}
+	rel += rl;
+	snprintf(dir, sizeof(dir), "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+	base = strlen(mnt);
+	/* The nearest cgroup with a program of its own, up to the mount's root. */
+	for (;;) {
+		n = devcg_bpf_attached(dir);
+		if (n < 0 && !err)
+			err = -n;
+		if (n > 0) {
+			snprintf(at, sizeof(at), "%s", dir[base] ? dir + base : "/");
+			break;
+		}
+		if (strlen(dir) <= base)
+			break;
+		slash = strrchr(dir + base, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+	}
+	if (at[0] && open_err == EPERM) {
+		snprintf(buf, len,
+			 "the cgroup v2 cgroup %.1000s of this process has a device BPF program (attached at %.1000s) "
+			 "and the open was refused with EPERM: that program does not allow char %d:%d (its rules "
+			 "cannot be read, only that it is attached)",
+			 cg, at, UFFD_DEV_MAJOR, UFFD_DEV_MINOR);
+		return 1;
+	}
+	if (at[0]) {
+		if (open_err)
+			snprintf(buf, len,
+				 "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); the open "
+				 "failed with %.1000s, not EPERM: not that program's refusal",
+				 cg, at, uffd_errno_name(open_err));
+		else
+			snprintf(buf, len,
+				 "cgroup v2 cgroup %.1000s has a device BPF program (attached at %.1000s); it allows "
+				 "the open",
+				 cg, at);
+		return 0;
+	}
+	if (err && open_err != EPERM) {
+		/* Only EPERM comes from a device program: no need to know whether one is there. */
+		snprintf(buf, len,
+			 "cgroup v2 cgroup %.1000s: whether a device BPF program is attached cannot be checked from "
+			 "here (BPF_PROG_QUERY: %.1000s); the open %.1000s%.1000s",
+			 cg, uffd_errno_name(err), open_err ? "failed with " : "worked",
+			 open_err ? uffd_errno_name(open_err) : "");
+		return 0;
+	}
+	if (err) {
+		/* BPF_PROG_QUERY wants CAP_NET_ADMIN: without it an EPERM open is all there is. */
+		snprintf(buf, len,
+			 "the cgroup v2 cgroup %.1000s of this process may have a device BPF program that does not "
+			 "allow char %d:%d: the open was refused with %.1000s, and whether one is attached cannot be "
+			 "checked from here (BPF_PROG_QUERY: %.1000s)",
+			 cg, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, uffd_errno_name(open_err), uffd_errno_name(err));
+		return 1;
+	}
+	snprintf(buf, len, "cgroup v2 cgroup %.1000s: no device BPF program attached to it or above it", cg);
+	return 0;
+}
+
 int uffd_devcg_denies(int open_err, char *buf, size_t len)
 {
 	char line[4096], path[4200], v1cg[4096] = "", v2[4096] = "";
-	bool v1 = false;
+	bool v1 = false, have_v2 = false;
 	FILE *f;
 	int ret = 0;
 
+	buf[0] = '\0';
 	f = fopen("/proc/self/cgroup", "re");
 	if (!f)
 		return -errno;
@@ -284,6 +414,7 @@ int uffd_devcg_denies(int open_err, char *buf, size_t len)
 			snprintf(path, sizeof(path), "/sys/fs/cgroup/devices%s/devices.list", strcmp(cg, "/") ? cg : "");
 			snprintf(v1cg, sizeof(v1cg), "%s", cg);
 		} else if (!strcmp(line, "0") && !ctl[1]) {
+			have_v2 = true;
 			snprintf(v2, sizeof(v2), "%s", cg);
 		}
 	}
@@ -308,15 +439,25 @@ int uffd_devcg_denies(int open_err, char *buf, size_t len)
 		 */
 		if (allow_all && open_err == EPERM && strcmp(v1cg, "/"))
 			ret = 1;
-		if (ret)
-			snprintf(buf, len, "devices cgroup %s", v1cg);
+		if (ret) {
+			snprintf(buf, len, "the devices cgroup %s of this process does not allow char %d:%d", v1cg,
+				 UFFD_DEV_MAJOR, UFFD_DEV_MINOR);
+			return ret;
+		}
+	}
+	/* Both may judge an open (a hybrid host): v1 allowing it leaves v2's programs. */
+	if (have_v2) {
+		char v2why[8192];
+
+		ret = devcg_v2(v2, open_err, v2why, sizeof(v2why));
+		if (ret == 1 || !v1)
+			snprintf(buf, len, "%s", v2why);
+		else
+			snprintf(buf, len, "devices cgroup %s allows it; %s", v1cg, v2why);
 		return ret;
 	}
-	/* v2 keeps its rules in a BPF program we cannot read: an EPERM open is the sign. */
-	if (v2[0] && open_err == EPERM) {
-		snprintf(buf, len, "cgroup v2 %s (a BPF device program)", v2);
-		return 1;
-	}
+	if (v1)
+		snprintf(buf, len, "devices cgroup %s allows it", v1cg);
 	return 0;
 }
 
@@ -367,7 +508,7 @@ out:
 
 void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *buf, size_t len)
 {
-	char cg[4200];
+	char cg[4608];
 	struct uffd_dev_node node;
 	char kind[48];
 
@@ -394,15 +535,14 @@ void uffd_dev_explain(const char *path, enum uffd_dev_step step, int err, char *
 	    uffd_devcg_denies(err, cg, sizeof(cg)) == 1) {
 		/* Root or not, file modes do not matter here: the cgroup says no first. */
 		snprintf(buf, len,
-			 "%s cannot be opened from here: the %s of this process does not allow char %d:%d "
+			 "%s cannot be opened from here: %s "
 			 "(a container runtime puts criu into the container's cgroups; file permissions are not "
 			 "the cause); fix: run `lazy-uffd daemon` outside the container (it hands criu the device "
 			 "through %s in the work dir), or allow the device to the container (OCI "
 			 "linux.resources.devices: {\"allow\":true,\"type\":\"c\",\"major\":%d,\"minor\":%d,"
 			 "\"access\":\"rw\"}; docker/podman: --device %s), or let criu use the userfaultfd(2) "
 			 "syscall (the seccomp profile; vm.unprivileged_userfaultfd=1)",
-			 path, cg, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, UFFD_DEV_SOCKET, UFFD_DEV_MAJOR, UFFD_DEV_MINOR,
-			 path);
+			 path, cg, UFFD_DEV_SOCKET, UFFD_DEV_MAJOR, UFFD_DEV_MINOR, path);
 		return;
 	}
 	if (step == UFFD_STEP_OPEN && (err == EACCES || err == EPERM)) {

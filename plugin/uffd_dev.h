@@ -57,11 +57,15 @@ void uffd_features_str(uint64_t features, char *buf, size_t len);
 void uffd_ioctls_str(uint64_t ioctls, char *buf, size_t len);
 
 /*
- * Whether this process's device cgroup denies char 10:257: 1 with @buf naming it (cgroup
- * v1: "devices cgroup /PATH"; v2: "cgroup v2 /PATH (a BPF device program)"), 0 when it
- * allows it or no controller is there, -errno when it cannot tell. On cgroup v2 the BPF
- * program cannot be read: a denial is only presumed from an EPERM open of a node whose
- * mode allows us.
+ * Whether this process's device cgroup refused an open that failed with @open_err
+ * (0: it did not fail). 1 with @buf a clause naming it ("the devices cgroup /PATH of this
+ * process does not allow char 10:257"; on cgroup v2, the cgroup, where its device BPF
+ * program is attached, and that the program's rules cannot be read); 0 when the cgroups
+ * allow it or there is no controller, -errno when it cannot tell; @buf then says what was
+ * found. Cgroup v1 is judged from devices.list; v2 (beside v1 on a hybrid host too) by
+ * BPF_PROG_QUERY on the cgroup and its ancestors: a program attached and an EPERM open
+ * is a denial. Without CAP_NET_ADMIN the query is refused and an EPERM open is only
+ * presumed a denial, as @buf then says.
  */
 int uffd_devcg_denies(int open_err, char *buf, size_t len);
 

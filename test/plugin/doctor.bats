@@ -14,6 +14,11 @@ setup() {
 	[ -x "$NO_UFFD" ] || { lu_skip "$NO_UFFD is not built"; return; }
 	[ -c /dev/userfaultfd ] || { lu_skip "no /dev/userfaultfd here (Linux >= 6.1 needed)"; return; }
 	DOCTOR=("$LAZY_UFFD" doctor --criu "$CRIU" --plugin "$PL_SO")
+	SAVED_UNPRIV=
+}
+
+teardown() {
+	[ -z "${SAVED_UNPRIV:-}" ] || echo "$SAVED_UNPRIV" >/proc/sys/vm/unprivileged_userfaultfd
 }
 
 # line KEY: the value of one "KEY   value" line of the report.
@@ -44,7 +49,8 @@ restricted() {
 	run "$NO_UFFD" --errno "$1" -- "${DOCTOR[@]}"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$(line 'userfaultfd(2)')" == "$1: "* ]]
+	[[ "$(line 'userfaultfd(2)')" == "$1: refused by a seccomp filter (Seccomp: 2 in /proc/self/status; with UFFD_USER_MODE_ONLY too"* ]]
+	[[ "$(line 'device cgroup')" != DENIES* ]]
 	[ -z "$(line 'features via syscall')" ]
 	[[ "$(line 'features via device')" == *"EVENT_FORK EVENT_REMAP EVENT_REMOVE"*"EVENT_UNMAP"* ]]
 	[ "$(line 'criu check uffd-noncoop')" = "fails alone, passes with LD_PRELOAD=lazy_uffd.so" ]
@@ -66,6 +72,8 @@ restricted() {
 	echo "$output"
 	[ "$status" -eq 1 ]
 	[ "$(line /dev/userfaultfd)" = "ENOENT: No such file or directory" ]
+	[ "$(line 'device access')" = "open failed for uid 0: ENOENT" ]
+	[[ "$(line 'device cgroup')" != DENIES* ]]
 	[[ "$output" == *"verdict: no: userfaultfd(2) is refused (EPERM) and /dev/userfaultfd cannot be used"* ]]
 	[[ "$output" == *"next step: /dev/userfaultfd does not exist: "*"mknod -m 0660 /dev/userfaultfd c 10 257"* ]]
 }
@@ -102,7 +110,9 @@ restricted() {
 	run setpriv --reuid nobody --regid nogroup --clear-groups "${DOCTOR[@]}"
 	echo "$output"
 	[ "$status" -eq 1 ]
-	[[ "$(line 'userfaultfd(2)')" == EPERM:* ]] || [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 1 ]
+	[[ "$(line 'userfaultfd(2)')" == "EPERM: refused by vm.unprivileged_userfaultfd=0 without CAP_SYS_PTRACE; with UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it" ]] ||
+		[ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 1 ]
+	[[ "$(line 'device cgroup')" != DENIES* ]]
 	[[ "$(line 'device access')" == "open failed for uid 65534: EACCES" ]]
 	[[ "$output" == *"next step: permission denied opening /dev/userfaultfd (owner "*", group "*", mode "*"; we are uid 65534 gid "*"fix: grant access with a group and mode 0660"*"or an ACL ('setfacl -m u:USER:rw /dev/userfaultfd')"* ]]
 }
@@ -150,4 +160,17 @@ restricted() {
 	[ "$(line LAZY_UFFD_ALLOW_NO_FORK_EVENT)" = 1 ]
 	[[ "$output" == *"verdict: ok: lazy restore works through /dev/userfaultfd"* ]]
 	[[ "$output" == *"warning: without EVENT_FORK (LAZY_UFFD_ALLOW_NO_FORK_EVENT=1): a process that forks after the restore loses"* ]]
+}
+
+@test "doctor: root in a user namespace with vm.unprivileged_userfaultfd=0: the sysctl and the namespace, not seccomp" {
+	SAVED_UNPRIV=$(cat /proc/sys/vm/unprivileged_userfaultfd)
+	echo 0 >/proc/sys/vm/unprivileged_userfaultfd
+	run unshare --user --map-root-user "$LAZY_UFFD" doctor --criu /nonexistent/criu
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$(line 'userfaultfd(2)')" == "EPERM: refused by vm.unprivileged_userfaultfd=0: this process is in a user namespace (uid_map 0 0 1), and only CAP_SYS_PTRACE in the initial one counts; with UFFD_USER_MODE_ONLY it is allowed, so no seccomp filter refuses it" ]]
+	[[ "$(line 'device cgroup')" != DENIES* ]]
+	# Outside the namespace root's syscall works: the namespace is the cause.
+	run "$LAZY_UFFD" doctor --criu /nonexistent/criu
+	[ "$(line 'userfaultfd(2)')" = ok ]
 }

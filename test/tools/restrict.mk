@@ -9,3 +9,13 @@ TEST_PROGS += $(NO_UFFD)
 $(NO_UFFD): test/tools/no-uffd.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(LDFLAGS) -o $@ $<
+
+# cg2-deny: a cgroup v2 cgroup whose device BPF program refuses char 10:257 (as runc
+# builds one on cgroup v2), and a command run in it (test/plugin/cgroup.bats).
+CG2_DENY := $(O)/test/tools/cg2-deny
+
+TEST_PROGS += $(CG2_DENY)
+
+$(CG2_DENY): test/tools/cg2-deny.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(LDFLAGS) -o $@ $<
