@@ -8,7 +8,7 @@ run_unit() {
 	local prog=$LU_BUILD/test/unit/$1
 
 	[ -x "$prog" ] || { echo "$prog is missing: run make" >&2; return 1; }
-	run env TMPDIR="$BATS_TEST_TMPDIR" "$prog"
+	run env TMPDIR="$BATS_TEST_TMPDIR" "${LU_EXEC[@]}" "$prog"
 	echo "$output"
 	case $status in
 	0) return 0 ;;
@@ -50,6 +50,7 @@ run_unit() {
 }
 
 @test "unit: at the finish word, lazy ranges outside registered VMAs are a mismatch (real uffd)" {
+	lu_native_only "qemu-user has no userfaultfd(2)"
 	run_unit test-registered
 }
 
