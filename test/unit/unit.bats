@@ -54,6 +54,10 @@ run_unit() {
 	run_unit test-registered
 }
 
+@test "unit: 64 KiB pages: images written with them read back at 64 KiB, refused at 4 KiB and the reverse" {
+	run_unit test-pagesize
+}
+
 @test "unit: access profiles are read back as written; damage is refused with file and offset" {
 	run_unit test-profile
 }
