@@ -40,7 +40,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CRIMG_PAGE_SIZE 4096ULL
+/*
+ * The page size the images are read with: the system's (sysconf), as CRIU takes it when
+ * it dumps and restores. The images do not record theirs; images written with another
+ * page size are refused when their layout tells (page counts that fit the pages file
+ * only at another size, addresses not aligned to ours), with an error naming both.
+ * crimg_set_page_size() sets it for all later reads, before any image is opened (tests:
+ * 64 KiB images on a 4 KiB host); -EINVAL unless a power of two from 4 KiB to 1 MiB.
+ */
+uint64_t crimg_page_size(void);
+int crimg_set_page_size(uint64_t size);
+#define CRIMG_PAGE_SIZE crimg_page_size()
 
 /* pagemap entry flags, as CRIU writes them. */
 #define CRIMG_PE_PARENT	 (1U << 0) /* data is in a parent image */

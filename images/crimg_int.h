@@ -31,7 +31,14 @@
 
 #define TASK_STATE_DEAD	  2
 
-#define CRIMG_PAGE_SHIFT  12
+/* log2 of crimg_page_size(). */
+unsigned int crimg_page_shift(void);
+#define CRIMG_PAGE_SHIFT crimg_page_shift()
+/*
+ * Appended to an alignment error: with pages larger than 4 KiB, images from a system
+ * with smaller ones fail that way first. Empty at 4 KiB.
+ */
+const char *crimg_page_size_hint(void);
 
 /*
  * One image file read into memory. Records are walked in place; `rec_off` is the

@@ -61,8 +61,9 @@ static int add_vmas(struct crimg_task_img *t, const MmEntry *mm, struct crimg_fi
 		if (ve->status == VMA_AREA_GUARD)
 			continue;
 		if ((ve->start & PAGE_MASK) || (ve->end & PAGE_MASK) || ve->start >= ve->end)
-			return crimg_file_err(f, f->rec_off, err, -EINVAL, "vma %zu 0x%llx-0x%llx is not a page range",
-					      i, (unsigned long long)ve->start, (unsigned long long)ve->end);
+			return crimg_file_err(
+				f, f->rec_off, err, -EINVAL, "vma %zu 0x%llx-0x%llx is not a page range%s", i,
+				(unsigned long long)ve->start, (unsigned long long)ve->end, crimg_page_size_hint());
 		if (n && ve->start < t->vmas[n - 1].end)
 			return crimg_file_err(
 				f, f->rec_off, err, -EINVAL, "vma %zu 0x%llx-0x%llx %s the previous vma 0x%llx-0x%llx",

@@ -27,8 +27,8 @@ static int normalise(const PagemapEntry *pe, struct crimg_pme *p, bool *field5, 
 	if (!pe->has_vaddr)
 		return crimg_file_err(f, f->rec_off, err, -EINVAL, "pagemap_entry has no vaddr");
 	if (pe->vaddr & (CRIMG_PAGE_SIZE - 1))
-		return crimg_file_err(f, f->rec_off, err, -EINVAL, "vaddr 0x%llx is not page aligned",
-				      (unsigned long long)pe->vaddr);
+		return crimg_file_err(f, f->rec_off, err, -EINVAL, "vaddr 0x%llx is not page aligned%s",
+				      (unsigned long long)pe->vaddr, crimg_page_size_hint());
 
 	/*
 	 * 4.2 writes 0 in field 2 beside its count in field 5, and 4.1 reads field 2 alone:
@@ -243,9 +243,26 @@ out:
 	return ret;
 }
 
+/*
+ * The page size, other than ours, at which @nr pages fill exactly @size bytes; 0 if
+ * none. CRIU writes a pages file of exactly its present pages: a file that fits another
+ * page size exactly was written on a system with that one.
+ */
+static uint64_t other_page_size(uint64_t nr, uint64_t size)
+{
+	uint64_t ps;
+
+	if (!nr || size % nr)
+		return 0;
+	ps = size / nr;
+	if (ps == CRIMG_PAGE_SIZE || ps < 4096 || ps > (1ULL << 20) || (ps & (ps - 1)))
+		return 0;
+	return ps;
+}
+
 int crimg_pages_open(const char *dir, struct crimg_task_img *t, struct crimg_error *err)
 {
-	uint64_t need = t->nr_present << CRIMG_PAGE_SHIFT;
+	uint64_t need = t->nr_present << CRIMG_PAGE_SHIFT, other;
 	char name[32];
 	struct stat st;
 	int fd;
@@ -268,6 +285,14 @@ int crimg_pages_open(const char *dir, struct crimg_task_img *t, struct crimg_err
 		return crimg_err(err, -errno, "%s: cannot stat: %s", t->pages_path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return crimg_err(err, -EINVAL, "%s: not a regular file", t->pages_path);
+	other = other_page_size(t->nr_present, st.st_size);
+	if ((uint64_t)st.st_size != need && other)
+		return crimg_err(err, -EINVAL,
+				 "%s: %lld bytes are %s's %llu present pages of %llu bytes: the images were written "
+				 "with %llu-byte pages, this system's page size is %llu",
+				 t->pages_path, (long long)st.st_size, t->pagemap_path,
+				 (unsigned long long)t->nr_present, (unsigned long long)other,
+				 (unsigned long long)other, (unsigned long long)CRIMG_PAGE_SIZE);
 	if ((uint64_t)st.st_size < need)
 		return crimg_err(err, -EINVAL, "%s: offset %lld: file ends, but %s has %llu present pages (%llu bytes)",
 				 t->pages_path, (long long)st.st_size, t->pagemap_path,

@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "cpu_relax.h"
 #include "daemon.h"
 #include "lazy_pages.h"
 
@@ -431,7 +432,7 @@ static void take_io_lock(struct copier *c)
 	for (i = 0; i < SPIN_TRIES; i++) {
 		if (!pthread_mutex_trylock(&c->io_lock))
 			return;
-		__builtin_ia32_pause();
+		cpu_relax();
 	}
 	pthread_mutex_lock(&c->io_lock);
 }

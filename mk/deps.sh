@@ -3,7 +3,12 @@
 # available, then write build/criu-<series>.env, the one place that says which criu
 # binary and which plugin headers everything else uses.
 #
-# usage: mk/deps.sh BUILD_DIR SERIES...   (SERIES: 4.1 or 4.2)
+# usage: mk/deps.sh BUILD_DIR SERIES...   (SERIES: 4.1, 4.2, or cross)
+#
+# cross (make check-cross): the arm64 libraries the build links against, unpacked into
+# build/cross/sysroot, and Debian's arm64 criu 4.1 and 4.2 executables (for the GOT
+# finder's test), written down in build/cross.env. The host's dpkg is not told about
+# arm64: nothing is installed outside build/.
 #
 # A second run with everything present is offline and takes well under a second.
 set -euo pipefail
@@ -21,7 +26,7 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 # recommends, which does not run on recent kernels: test/zdtm/runc.bats runs `runc --criu`).
 pkgs=(gcc make pkg-config libc6-dev libprotobuf-c-dev protobuf-c-compiler bats
       patchelf util-linux procps iproute2 libgnutls28-dev clang libclang-rt-14-dev
-      openssl runc)
+      openssl runc gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -61,6 +66,21 @@ mirror_uri() {
 # version_ge A B: is version A >= B (dotted numbers)?
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
+# apt_private DIR SUITE [ARCH]: an apt state of its own in DIR that sees SUITE of the
+# host's mirror only (for ARCH, default the host's), updated; its options in apt_opts.
+apt_private() {
+	local dir=$1 suite=$2 arch=${3:-}
+	rm -rf "$dir"
+	mkdir -p "$dir"/{lists/partial,cache/archives/partial,debs}
+	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+		"$(mirror_uri)" "$suite" >"$dir/sources.list"
+	apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		  -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache"
+		  -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq)
+	[ -z "$arch" ] || apt_opts+=(-o "APT::Architecture=$arch" -o "APT::Architectures=$arch")
+	apt-get "${apt_opts[@]}" update || die "apt-get update for Debian $suite${arch:+ ($arch)} failed"
+}
+
 # fetch_criu SERIES SUITE PREFIX: unpack criu and its libraries (libc included) from a
 # Debian suite into PREFIX and point the binary at them. DT_RPATH, not DT_RUNPATH: it
 # also applies to the libraries' own dependencies.
@@ -72,15 +92,10 @@ fetch_criu() {
 		return 0
 	fi
 	say "fetching criu $series from Debian $suite into $prefix"
-	rm -rf "$prefix" "$apt"
-	mkdir -p "$apt"/{lists/partial,cache/archives/partial,debs} "$prefix"
-	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
-		"$(mirror_uri)" "$suite" >"$apt/sources.list"
-	local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-		    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
-		    -o Debug::NoLocking=1 -o APT::Sandbox::User=root -qq)
-	apt-get "${opts[@]}" update || die "apt-get update for Debian $suite failed"
-	local list
+	rm -rf "$prefix"
+	mkdir -p "$prefix"
+	apt_private "$apt" "$suite"
+	local opts=("${apt_opts[@]}") list
 	list=$(apt-cache "${opts[@]}" depends --recurse --no-recommends --no-suggests \
 		--no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
 		criu libcriu-dev libcompel1 | grep -v '^[ <]' | sort -u)
@@ -97,6 +112,53 @@ fetch_criu() {
 	touch "$stamp"
 }
 
+# fetch_cross DIR: what make check-cross needs from Debian's arm64 packages, in DIR.
+# The libraries come from the host's own release, so that they match the headers and
+# the protoc-c the host build uses; the criu executables from the suites make deps
+# takes the x86_64 ones from. Only unpacked: the sysroot is for linking and qemu.
+fetch_cross() {
+	local dir=$1 stamp="$1/.lazy-uffd-stamp" host_suite
+	if [ -f "$stamp" ] && [ -f "$build/cross.env" ]; then
+		return 0
+	fi
+	host_suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
+	[ -n "$host_suite" ] || die "no VERSION_CODENAME in /etc/os-release"
+	say "fetching the arm64 libraries from Debian $host_suite into $dir/sysroot"
+	rm -rf "$dir"
+	mkdir -p "$dir/sysroot"
+	apt_private "$dir/apt" "$host_suite" arm64
+	# The cross toolchain brings glibc and gcc's libraries: everything else the
+	# protobuf-c and GnuTLS development packages depend on.
+	local list d suite series
+	list=$(apt-cache "${apt_opts[@]}" depends --recurse --no-recommends --no-suggests \
+		--no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
+		libprotobuf-c-dev libgnutls28-dev | grep -v '^[ <]' | sort -u |
+		grep -vxE 'libc6|libc6-dev|libc-dev-bin|linux-libc-dev|libcrypt1|libcrypt-dev|libnsl2|libnsl-dev|libtirpc3|libtirpc-common|libtirpc-dev|rpcsvc-proto|gcc-[0-9]+-base|libgcc-s1|libstdc\+\+6')
+	(cd "$dir/apt/debs" && apt-get "${apt_opts[@]}" download $list) ||
+		die "downloading the arm64 libraries from Debian $host_suite failed"
+	for d in "$dir"/apt/debs/*.deb; do dpkg-deb -x "$d" "$dir/sysroot"; done
+	for series in 4.1 4.2; do
+		case "$series" in 4.1) suite=trixie ;; 4.2) suite=sid ;; esac
+		say "fetching Debian $suite's arm64 criu $series into $dir/criu-$series"
+		apt_private "$dir/apt" "$suite" arm64
+		(cd "$dir/apt/debs" && apt-get "${apt_opts[@]}" download criu) ||
+			die "downloading criu $series (arm64) from Debian $suite failed"
+		mkdir -p "$dir/criu-$series"
+		dpkg-deb -x "$dir"/apt/debs/criu_*.deb "$dir/criu-$series"
+		dpkg-deb -f "$dir"/apt/debs/criu_*.deb Version | grep -q "^$series" ||
+			die "Debian $suite's arm64 criu is not version $series"
+	done
+	rm -rf "$dir/apt"
+	cat >"$build/cross.env.tmp" <<EOT
+# written by mk/deps.sh: what make check-cross builds against and tests
+CROSS_SYSROOT=$dir/sysroot
+CROSS_CRIU_41=$dir/criu-4.1/usr/sbin/criu
+CROSS_CRIU_42=$dir/criu-4.2/usr/sbin/criu
+EOT
+	mv "$build/cross.env.tmp" "$build/cross.env"
+	touch "$stamp"
+}
+
 # The plugin is always built against 4.1's headers: 4.1 refuses a plugin declaring 4.2's
 # larger hook table, while 4.2 accepts 4.1's.
 plugin_prefix="$build/criu-4.1"
@@ -104,6 +166,11 @@ fetch_criu 4.1 trixie "$plugin_prefix"
 plugin_inc="$plugin_prefix/usr/include/criu"
 
 for series in "$@"; do
+	if [ "$series" = cross ]; then
+		fetch_cross "$build/cross"
+		say "arm64 sysroot and criu executables: $build/cross.env"
+		continue
+	fi
 	case "$series" in
 	4.1) suite=trixie ;;
 	4.2) suite=sid ;;

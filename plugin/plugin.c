@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 
 #pragma GCC visibility push(default)
 #include <criu-plugin.h>
@@ -390,6 +391,19 @@ static int lazy_uffd_init(int stage)
 	lu_info("loaded for %s", name);
 	if (lu_read_settings(true))
 		return stage == CR_PLUGIN_STAGE__RESTORE ? -1 : 0;
+	if (!got_arch()) {
+		char msg[256];
+		struct utsname u;
+
+		snprintf(msg, sizeof(msg),
+			 "lazy_uffd redirects criu's calls on x86_64 and aarch64 only, not on %s: it does nothing here",
+			 uname(&u) ? "this architecture" : u.machine);
+		if (stage != CR_PLUGIN_STAGE__RESTORE || lu.mode == LU_MODE_SYSCALL) {
+			lu_info("%s", msg);
+			return 0;
+		}
+		return init_failed(restore_is_lazy(), msg);
+	}
 	if (stage != CR_PLUGIN_STAGE__RESTORE) {
 		/* Nothing to do at dump; tell whether a restore could redirect this criu. */
 		lu_debug("criu's syscall() GOT slot: %s, ioctl(): %s",
@@ -455,7 +469,7 @@ __attribute__((constructor)) static void lazy_uffd_preload(void)
 	if (!print_on_level || !fdstore_add || !preloaded())
 		return;
 	/* Bad settings are reported by plugin init; the logger is not up yet. */
-	if (lu_read_settings(false) || lu.mode == LU_MODE_SYSCALL)
+	if (lu_read_settings(false) || lu.mode == LU_MODE_SYSCALL || !got_arch())
 		return;
 	if (redirect_owner_desc())
 		return;

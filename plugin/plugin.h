@@ -40,6 +40,7 @@
 #define LAZY_UFFD_PLUGIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -73,6 +74,35 @@ int got_find(const char *name, struct got_slot *slots, int max);
 
 /* Store @val in a slot, opening a read-only page for the store. 0 or -errno. */
 int got_write(const struct got_slot *slot, void *val);
+
+/*
+ * The architecture whose relocations got.c matches ("x86_64", "aarch64"), NULL when this
+ * build supports none (got_find and got_scan then fail with -ENOSYS); its ELF e_machine.
+ */
+const char *got_arch(void);
+int got_machine(void);
+
+/*
+ * An ELF object as got_scan reads it: the loaded criu, or a file (test/tools/got-scan).
+ * Addresses are the object's link-time ones; d_ptr values at or above a non-zero @base
+ * are taken as already relocated by ld.so.
+ */
+struct got_view {
+	uint64_t base;
+	uint64_t dyn; /* the dynamic section, and its size in bytes */
+	uint64_t dyn_size;
+	/* @len readable bytes at address @vaddr, or NULL when the object has none there */
+	const void *(*at)(const struct got_view *v, uint64_t vaddr, size_t len);
+	void *priv;
+};
+
+struct got_match {
+	uint64_t vaddr; /* the slot's link-time address (the relocation's r_offset) */
+	bool jump_slot;
+};
+
+/* The slots bound to the import @name, in JMPREL then RELA order: the count, or -errno. */
+int got_scan(const struct got_view *v, const char *name, struct got_match *out, int max);
 
 /* redirect.c: the wrappers and what they share with plugin.c. */
 enum lu_mode {

@@ -31,3 +31,12 @@ $(O)/test/plugin/got-now: $(GOT_TEST_SRCS) plugin/plugin.h
 $(O)/test/plugin/got-noplt: $(GOT_TEST_SRCS) plugin/plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -Iplugin -fno-plt $(LDFLAGS) -Wl,-z,now -Wl,-z,relro -o $@ $(GOT_TEST_SRCS)
+
+# test/tools/got-scan: the same matcher on an executable read from a file (got.bats runs
+# it on the criu binaries, make check-cross on Debian's arm64 ones).
+GOT_SCAN	:= $(O)/test/tools/got-scan
+TEST_PROGS	+= $(GOT_SCAN)
+
+$(GOT_SCAN): test/tools/got-scan.c plugin/got.c plugin/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iplugin $(LDFLAGS) -o $@ test/tools/got-scan.c plugin/got.c

@@ -294,7 +294,7 @@ static int find_slots(struct redirect *r)
 		nr = -ENOENT;
 	if (nr < 0) {
 		lu_err("cannot find the GOT slot through which criu calls %s(): %s; this criu cannot be "
-		       "redirected (is it linked statically, or with a non-x86_64 ABI?)",
+		       "redirected (is it linked statically?)",
 		       r->name, strerror(-nr));
 		return nr;
 	}

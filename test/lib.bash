@@ -7,6 +7,9 @@ LU_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LU_BUILD=${LAZY_UFFD_BUILD:-$LU_TOP/build}
 LU_CRIU_ENV=${LAZY_UFFD_CRIU_ENV:-$LU_TOP/build/criu-4.1.env}
 LAZY_UFFD=$LU_BUILD/lazy-uffd
+# How tests that support it start the programs of LU_BUILD: directly, or through the
+# emulator make check-cross names in LAZY_UFFD_EXEC (qemu-user and its options).
+read -r -a LU_EXEC <<<"${LAZY_UFFD_EXEC:-}"
 
 # Where ptrace hardware breakpoints never fire, criu hangs on every dump and restore
 # unless told to step by syscalls (test/run.sh says so once; bats run by hand gets it here).
@@ -23,6 +26,13 @@ lu_skip() {
 		return 1
 	fi
 	skip "$*"
+}
+
+# lu_native_only WHY: this test cannot run under make check-cross's emulator (WHY: what
+# the emulator lacks); it is skipped there, and run.sh does not count that skip against
+# LAZY_UFFD_REQUIRE_ALL: the native runs (make check) cover it.
+lu_native_only() {
+	[ ${#LU_EXEC[@]} -eq 0 ] || skip "emulated: $*"
 }
 
 # lu_require_root: integration tests need root (criu dump/restore, namespaces).

@@ -44,3 +44,13 @@ got() {
 	echo "$output" | grep -E 'R_X86_64_(JUMP_SLOT|GLOB_DAT) .* syscall@'
 	echo "$output" | grep -E 'R_X86_64_(JUMP_SLOT|GLOB_DAT) .* ioctl@'
 }
+
+@test "got: got-scan finds the criu in use's syscall() and ioctl() slots in its file, as readelf does" {
+	lu_require_criu || return
+	load got_scan
+	got_scan_check "$CRIU"
+	# A symbol criu does not import: no slot, exit 1.
+	run "$LU_BUILD/test/tools/got-scan" "$CRIU" syscall no_such_import_anywhere
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"no GOT slot for no_such_import_anywhere"* ]]
+}

@@ -101,7 +101,7 @@ static uint64_t read_pages(struct crimg *img, uint64_t id, uint64_t vaddr, uint6
 		struct crimg_loc loc;
 
 		if (crimg_locate(img, t, vaddr + got * CRIMG_PAGE_SIZE, &loc, &err) || loc.where != CRIMG_PRESENT ||
-		    pread(loc.fd, buf + got * CRIMG_PAGE_SIZE, CRIMG_PAGE_SIZE, loc.off) != CRIMG_PAGE_SIZE)
+		    pread(loc.fd, buf + got * CRIMG_PAGE_SIZE, CRIMG_PAGE_SIZE, loc.off) != (ssize_t)CRIMG_PAGE_SIZE)
 			break;
 		got++;
 	}

@@ -22,7 +22,7 @@
 
 int main(int argc, char **argv)
 {
-	static unsigned char junk[CRIMG_PAGE_SIZE];
+	static unsigned char junk[1 << 20]; /* the largest page size crimg reads with */
 	struct crimg_error err;
 	struct crimg *img;
 	unsigned long long total = 0;
@@ -66,8 +66,8 @@ int main(int argc, char **argv)
 						return 1;
 					}
 					for (k = 0; k < n; k++)
-						if (pwrite(fd, junk, sizeof(junk), loc.off + k * CRIMG_PAGE_SIZE) !=
-						    sizeof(junk)) {
+						if (pwrite(fd, junk, CRIMG_PAGE_SIZE, loc.off + k * CRIMG_PAGE_SIZE) !=
+						    (ssize_t)CRIMG_PAGE_SIZE) {
 							fprintf(stderr, "scrub-lazy: %s: write: %s\n", loc.path,
 								strerror(errno));
 							return 1;

@@ -187,37 +187,41 @@ static int write_mm(const char *dir, const struct tw_task *t, enum tw_encoding e
 }
 
 bool tw_sparse_pages;
+uint64_t tw_page_size = 4096;
 uint64_t tw_field5_vaddr, tw_field5_nr;
 
 static int write_pages(const char *dir, uint32_t pages_id, const struct tw_pme *pmes, size_t n)
 {
-	char path[PATH_MAX], page[4096], name[64];
+	static char page[1 << 20];
+	char path[PATH_MAX], name[64];
 	size_t i;
 	uint64_t j;
 	FILE *f;
 
+	if (tw_page_size > sizeof(page))
+		return fail("page size too large for", dir);
 	snprintf(name, sizeof(name), "pages-%u.img", pages_id);
 	pjoin(path, dir, name);
 	f = fopen(path, "wb");
 	if (!f)
 		return fail("cannot create", path);
-	memset(page, 0xa5, sizeof(page));
+	memset(page, 0xa5, tw_page_size);
 	for (i = 0; i < n; i++) {
 		int fl = pmes[i].flags;
 
 		if (fl == TW_INPARENT || (fl != TW_NOFLAGS && !(fl & PE_PRESENT)))
 			continue;
 		if (tw_sparse_pages) {
-			if (fseek(f, pmes[i].nr * sizeof(page), SEEK_CUR))
+			if (fseek(f, pmes[i].nr * tw_page_size, SEEK_CUR))
 				return fail("cannot seek in", path);
 			continue;
 		}
 		for (j = 0; j < pmes[i].nr; j++) {
-			uint64_t va = pmes[i].vaddr + j * 4096;
+			uint64_t va = pmes[i].vaddr + j * tw_page_size;
 
 			memcpy(page, &va, 8);
 			memcpy(page + 8, &pages_id, 4);
-			fwrite(page, 1, sizeof(page), f);
+			fwrite(page, 1, tw_page_size, f);
 		}
 	}
 	/* A seek alone does not extend the file. */

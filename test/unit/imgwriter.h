@@ -46,6 +46,8 @@ struct tw_task {
 	size_t nr_pmes;
 };
 
+/* The page size pages files are written with (4096 unless a test sets another). */
+extern uint64_t tw_page_size;
 /* Pages files are made with ftruncate() (all holes, no page data) while this is set. */
 extern bool tw_sparse_pages;
 /* While tw_field5_nr is set, a TW_41 entry at tw_field5_vaddr also gets it as a second count in field 5. */

@@ -8,7 +8,7 @@ run_unit() {
 	local prog=$LU_BUILD/test/unit/$1
 
 	[ -x "$prog" ] || { echo "$prog is missing: run make" >&2; return 1; }
-	run env TMPDIR="$BATS_TEST_TMPDIR" "$prog"
+	run env TMPDIR="$BATS_TEST_TMPDIR" "${LU_EXEC[@]}" "$prog"
 	echo "$output"
 	case $status in
 	0) return 0 ;;
@@ -50,11 +50,16 @@ run_unit() {
 }
 
 @test "unit: at the finish word, lazy ranges outside registered VMAs are a mismatch (real uffd)" {
+	lu_native_only "qemu-user has no userfaultfd(2)"
 	run_unit test-registered
 }
 
 @test "unit: option tables: each kind, included tables, --help's layout, --config FILE" {
 	run_unit test-opts
+}
+
+@test "unit: 64 KiB pages: images written with them read back at 64 KiB, refused at 4 KiB and the reverse" {
+	run_unit test-pagesize
 }
 
 @test "unit: access profiles are read back as written; damage is refused with file and offset" {
