@@ -107,18 +107,7 @@ line() {
 }
 
 @test "cgroup v2: our daemon hands criu the device; the lazy restore is byte-exact" {
-	pl_start anon --size 64M
-	zdtm_dump
-	pl_daemon ours
-	pl_restore "${IN_CG[@]}" "$NO_UFFD" --errno EPERM -- -L "$PL_DIR"
-	pl_finish
-	grep -q "lazy_uffd: userfaultfd(2) fails with EPERM: /dev/userfaultfd cannot be opened here (EPERM); the lazy-pages daemon handed us its fd" "$PL_LOG" ||
-		{ pl_diag; false; }
-	grep -q "handed /dev/userfaultfd to pid [0-9]* (criu restore, which could not open it itself)" "$ZDTM_IMG/lazy.log"
-	# The tasks' uffds came through the device, not the refused syscall.
-	[ "$(pl_count 'made by the userfaultfd syscall' "$PL_LOG")" = 0 ]
-	[ "$(pl_count 'made through /dev/userfaultfd' "$PL_LOG")" -ge 1 ]
-	grep -qE 'lazy-pages: register' "$PL_LOG"
+	pl_handed_over_restore "${IN_CG[@]}"
 }
 
 @test "cgroup v2: with CRIU's daemon nothing hands the device over: the restore fails naming the cgroup's program" {

@@ -164,6 +164,24 @@ pl_finish() {
 	[ "$PL_DRC" = 0 ] || { echo "the daemon exited $PL_DRC"; pl_diag; return 1; }
 }
 
+# pl_handed_over_restore PREFIX...: a 64M lazy restore with criu run under PREFIX (a
+# cgroup that denies the device), userfaultfd(2) refused, and our daemon handing criu the
+# device: byte-exact, every task's uffd made through the device.
+pl_handed_over_restore() {
+	pl_start anon --size 64M
+	zdtm_dump
+	pl_daemon ours
+	pl_restore "$@" "$NO_UFFD" --errno EPERM -- -L "$PL_DIR"
+	pl_finish
+	grep -q "lazy_uffd: userfaultfd(2) fails with EPERM: /dev/userfaultfd cannot be opened here (EPERM); the lazy-pages daemon handed us its fd" "$PL_LOG" ||
+		{ pl_diag; false; }
+	grep -q "handed /dev/userfaultfd to pid [0-9]* (criu restore, which could not open it itself)" "$ZDTM_IMG/lazy.log"
+	# The tasks' uffds came through the device, not the refused syscall.
+	[ "$(pl_count 'made by the userfaultfd syscall' "$PL_LOG")" = 0 ]
+	[ "$(pl_count 'made through /dev/userfaultfd' "$PL_LOG")" -ge 1 ]
+	grep -qE 'lazy-pages: register' "$PL_LOG"
+}
+
 pl_no_survivor() {
 	local left
 	left=$(pgrep -x "$PL_NAME" || true)
