@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lazy-pages/daemon.h"
+#include "../lazy-pages/pagesize.h"
 #include "../lazy-pages/profile.h"
 
 static struct crimg *img;

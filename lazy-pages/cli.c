@@ -3,20 +3,83 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "daemon.h"
 #include "lazy_pages.h"
 
 #define COMMON(field) offsetof(struct cli_common, field)
+
+/* -v, -vN, -vvv and --verbosity=N, as criu takes them. */
+static int parse_verbosity(const char *arg, int cur)
+{
+	char *end;
+	long v;
+
+	if (!arg)
+		return cur + 1;
+	if (arg[0] == 'v') {
+		size_t n = strspn(arg, "v");
+
+		if (arg[n])
+			return -1;
+		return cur + 1 + (int)n;
+	}
+	v = strtol(arg, &end, 10);
+	if (*end || v < 0)
+		return -1;
+	return (int)v;
+}
+
+static int create_pidfile(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		pr_err("--pidfile %s: %m", path);
+		return -errno;
+	}
+	return fd;
+}
+
+/* Closes FD in every case. */
+static int fill_pidfile(int fd, const char *path, pid_t pid)
+{
+	char buf[32];
+	int len;
+
+	len = snprintf(buf, sizeof(buf), "%d", pid);
+	if (write(fd, buf, len) != len) {
+		pr_err("--pidfile %s: write: %m", path);
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+/* A background process: stdio to /dev/null, as criu's --daemon does. */
+static void null_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
 
 static int set_verbosity(void *base, const char *arg)
 {
 	struct cli_common *c = base;
 
-	c->verbosity = daemon_parse_verbosity(arg, c->verbosity);
+	c->verbosity = parse_verbosity(arg, c->verbosity);
 	if (c->verbosity < 0) {
 		pr_err("bad verbosity '%s'", arg);
 		return -1;
@@ -119,7 +182,7 @@ int cli_take_pidfile(struct cli_common *c)
 {
 	if (!c->daemonize || !c->pidfile)
 		return 0;
-	c->pidfile_fd = daemon_create_pidfile(c->pidfile);
+	c->pidfile_fd = create_pidfile(c->pidfile);
 	return c->pidfile_fd < 0 ? c->pidfile_fd : 0;
 }
 
@@ -135,13 +198,13 @@ int cli_ready(struct cli_common *c)
 			return ret;
 		}
 		if (pid > 0)
-			_exit(c->pidfile_fd >= 0 && daemon_fill_pidfile(c->pidfile_fd, c->pidfile, pid) ? 1 : 0);
+			_exit(c->pidfile_fd >= 0 && fill_pidfile(c->pidfile_fd, c->pidfile, pid) ? 1 : 0);
 		/* The file is the parent's to fill, and names this process from now on. */
 		if (c->pidfile_fd >= 0)
 			close(c->pidfile_fd);
 		c->pidfile_fd = -1;
 		setsid();
-		daemon_null_stdio();
+		null_stdio();
 	}
 	if (c->status_fd >= 0) {
 		char zero = 0;

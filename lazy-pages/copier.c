@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "cpu_relax.h"
-#include "daemon.h"
+#include "copier.h"
+#include "pagesize.h"
+#include "uffd.h"
 #include "lazy_pages.h"
 
 /*

@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "daemon.h"
+#include "remote.h"
+#include "serve.h"
+#include "stats.h"
 #include "lazy_pages.h"
 #include "opts.h"
 
@@ -33,75 +35,6 @@ struct cli {
 	struct remote_opts ro;
 	struct daemon_opts o;
 };
-
-/* -v, -vN, -vvv and --verbosity=N, as criu takes them. */
-int daemon_parse_verbosity(const char *arg, int cur)
-{
-	char *end;
-	long v;
-
-	if (!arg)
-		return cur + 1;
-	if (arg[0] == 'v') {
-		size_t n = strspn(arg, "v");
-
-		if (arg[n])
-			return -1;
-		return cur + 1 + (int)n;
-	}
-	v = strtol(arg, &end, 10);
-	if (*end || v < 0)
-		return -1;
-	return (int)v;
-}
-
-int daemon_create_pidfile(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0) {
-		pr_err("--pidfile %s: %m", path);
-		return -errno;
-	}
-	return fd;
-}
-
-/* Closes FD in every case. */
-int daemon_fill_pidfile(int fd, const char *path, pid_t pid)
-{
-	char buf[32];
-	int len;
-
-	len = snprintf(buf, sizeof(buf), "%d", pid);
-	if (write(fd, buf, len) != len) {
-		pr_err("--pidfile %s: write: %m", path);
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return 0;
-}
-
-int daemon_write_pidfile(const char *path, pid_t pid)
-{
-	int fd = daemon_create_pidfile(path);
-
-	return fd < 0 ? fd : daemon_fill_pidfile(fd, path, pid);
-}
-
-/* A background process: stdio to /dev/null, as criu's --daemon does. */
-void daemon_null_stdio(void)
-{
-	int fd = open("/dev/null", O_RDWR);
-
-	if (fd >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
-}
 
 /* Runs once the socket listens: the moment criu restore may be started. */
 static int on_ready(void *arg)

@@ -33,7 +33,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "guard.h"
+#include "handoff.h"
+#include "tree.h"
 #include "lazy_pages.h"
 
 enum guard_op {

@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "../plugin/uffd_dev.h"
-#include "daemon.h"
+#include "handoff.h"
 #include "lazy_pages.h"
 
 #define LAZY_SOCKET_NAME "lazy-pages.socket"

@@ -17,7 +17,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "copier.h"
+#include "guard.h"
+#include "handoff.h"
+#include "pagesize.h"
+#include "remote.h"
+#include "serve.h"
+#include "source.h"
+#include "stats.h"
+#include "task.h"
+#include "tree.h"
+#include "uffd.h"
 #include "lazy_pages.h"
 
 /* Background chunk: 2 MiB copies run near the UFFDIO_COPY ceiling and take ~0.5 ms. */

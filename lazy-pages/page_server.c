@@ -41,7 +41,8 @@
 #include <arpa/inet.h>
 
 #include "cli.h"
-#include "daemon.h"
+#include "pagesize.h"
+#include "remote.h"
 #include "lazy_pages.h"
 #include "proto.h"
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "pagesize.h"
 #include "profile.h"
 
 static uint64_t get_le(const uint8_t *p, int bytes)

@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "pagesize.h"
+#include "source.h"
 #include "lazy_pages.h"
 
 /*

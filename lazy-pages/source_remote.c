@@ -36,7 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "pagesize.h"
+#include "remote.h"
 #include "lazy_pages.h"
 #include "proto.h"
 

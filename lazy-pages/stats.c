@@ -13,7 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "pagesize.h"
+#include "stats.h"
 #include "lazy_pages.h"
 
 /* 16 buckets per power of two: a quantile is known to within 1/32 of its value. */

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "pagesize.h"
+#include "task.h"
+#include "uffd.h"
 #include "lazy_pages.h"
 
 #define WORDS(n) (((n) + 63) / 64)

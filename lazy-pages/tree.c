@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "tree.h"
 #include "lazy_pages.h"
 
 #ifndef KCMP_VM

@@ -6,7 +6,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "pagesize.h"
+#include "uffd.h"
 
 static enum uffd_res classify(int e)
 {

@@ -127,7 +127,7 @@ no_daemon_with() {
 	echo 123 >"$WORK/taken.pid"
 	run_daemon -D "$IMG" -W "$WORK" -v4 --daemon --pidfile taken.pid </dev/null
 	[ "$status" -eq 1 ]
-	[[ "$output" == *"Error (lazy-pages/daemon.c:"*"): --pidfile taken.pid: File exists"* ]]
+	[[ "$output" == *"Error (lazy-pages/cli.c:"*"): --pidfile taken.pid: File exists"* ]]
 	[ "$(cat "$WORK/taken.pid")" = 123 ]
 	sleep 0.2
 	no_daemon_with taken.pid
@@ -276,7 +276,7 @@ sys.exit(subprocess.run(sys.argv[1:], pass_fds=[5], timeout=10).returncode)' \
 	touch "$WORK/p"
 	run_daemon -D "$IMG" -W "$WORK" -o lazy.log --pidfile p --daemon </dev/null
 	[ "$status" -eq 1 ]
-	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Error \(lazy-pages/daemon\.c:[0-9]+\): --pidfile p: File exists$' "$WORK/lazy.log"
+	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Error \(lazy-pages/cli\.c:[0-9]+\): --pidfile p: File exists$' "$WORK/lazy.log"
 }
 
 @test "page-server: --daemon --pidfile F with F present exits 1 before listening, and nothing is left serving" {
@@ -287,7 +287,7 @@ sys.exit(subprocess.run(sys.argv[1:], pass_fds=[5], timeout=10).returncode)' \
 		--daemon --pidfile taken.pid </dev/null >"$out" 2>&1 || status=$?
 	cat "$out"
 	[ "$status" -eq 1 ]
-	grep -Eq 'Error \(lazy-pages/daemon\.c:[0-9]+\): --pidfile taken\.pid: File exists$' "$out"
+	grep -Eq 'Error \(lazy-pages/cli\.c:[0-9]+\): --pidfile taken\.pid: File exists$' "$out"
 	! grep -q "listening on" "$out"
 	[ "$(cat "$WORK/taken.pid")" = 123 ]
 	sleep 0.2

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../lazy-pages/daemon.h"
+#include "../../lazy-pages/pagesize.h"
+#include "../../lazy-pages/task.h"
+#include "../../lazy-pages/uffd.h"
 #include "tu.h"
 
 #define BASE	 0x10000000ULL

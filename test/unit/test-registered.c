@@ -15,7 +15,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../../lazy-pages/daemon.h"
+#include "../../lazy-pages/pagesize.h"
+#include "../../lazy-pages/task.h"
+#include "../../lazy-pages/uffd.h"
 #include "tu.h"
 
 #define NP 16
