@@ -428,3 +428,45 @@ uint64_t range_next_pending(const struct lazy_range *r, uint64_t idx)
 	}
 	return r->nr_pages;
 }
+
+/* The range of T holding dump-time page IMG, or -1. */
+ssize_t task_find_img(const struct lazy_task *t, uint64_t img)
+{
+	ssize_t ri = task_find(t, img);
+	size_t i;
+
+	if (ri >= 0 && t->ranges[ri].start == t->ranges[ri].img_start)
+		return ri;
+	/* Moved by a remap: the dump-time addresses are no longer the order. */
+	for (i = 0; i < t->nr_ranges; i++) {
+		const struct lazy_range *r = &t->ranges[i];
+
+		if (img >= r->img_start && img < r->img_start + (r->nr_pages << PAGE_SHIFT))
+			return i;
+	}
+	return -1;
+}
+
+/* Mark N pages from dump-time address IMG of T as copied, wherever they are now. */
+void task_mark_img_done(struct lazy_task *t, uint64_t img, uint64_t n)
+{
+	uint64_t end = img + (n << PAGE_SHIFT);
+
+	while (img < end) {
+		ssize_t ri = task_find_img(t, img);
+		struct lazy_range *r;
+		uint64_t k, m;
+
+		if (ri < 0) {
+			img += PAGE_SZ; /* dropped meanwhile (unmapped, removed) */
+			continue;
+		}
+		r = &t->ranges[ri];
+		k = (img - r->img_start) >> PAGE_SHIFT;
+		m = (end - img) >> PAGE_SHIFT;
+		if (m > r->nr_pages - k)
+			m = r->nr_pages - k;
+		task_mark_done(t, r, k, m);
+		img += m << PAGE_SHIFT;
+	}
+}

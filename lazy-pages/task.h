@@ -112,6 +112,10 @@ void task_free_ranges(struct lazy_task *t);
 
 /* Index of the range holding ADDR, or -1. */
 ssize_t task_find(const struct lazy_task *t, uint64_t addr);
+/* The range holding dump-time page IMG (wherever a remap moved it), or -1. */
+ssize_t task_find_img(const struct lazy_task *t, uint64_t img);
+/* Mark N pages from dump-time address IMG as copied, wherever they are now. */
+void task_mark_img_done(struct lazy_task *t, uint64_t img, uint64_t n);
 /* Pages from ADDR, which no range holds, up to the next range's start; MAX at most. */
 uint64_t task_hole_pages(const struct lazy_task *t, uint64_t addr, uint64_t max);
 /* Forget [start, end): unmapped or MADV_DONTNEED'd; those pages are no longer lazy. */
