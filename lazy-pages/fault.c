@@ -47,10 +47,7 @@ static enum copy_res serve_hole(struct daemon *d, struct lazy_task *t, uint64_t 
 	uint64_t n;
 	enum copy_res res;
 
-	if (page == t->zero_next && t->zero_around)
-		t->zero_around = t->zero_around * 2 < FAULT_AROUND_MAX ? t->zero_around * 2 : FAULT_AROUND_MAX;
-	else
-		t->zero_around = FAULT_AROUND_PAGES;
+	t->zero_around = plan_hole_window(t, page);
 	n = task_hole_pages(t, page, t->zero_around);
 	res = serve_absent(d, t, page, n ? n : 1);
 	if (res == COPY_OK)
@@ -117,13 +114,7 @@ enum copy_res fault_serve(struct daemon *d, struct lazy_task *t, uint64_t addr)
 		t->st.faults_queued++;
 		return fetch_fault(d, t, r, k);
 	}
-	/* Sequential: this fault is where the last one's copy ended. */
-	seq = page == t->seq_next && t->around;
-	if (seq)
-		t->around = t->around * 2 < FAULT_AROUND_MAX ? t->around * 2 : FAULT_AROUND_MAX;
-	else
-		/* Recording: a neighbour copied unasked would never show up in the profile. */
-		t->around = d->rec ? 1 : FAULT_AROUND_PAGES;
+	t->around = plan_fault_window(t, page, d->rec, &seq);
 	n = range_pending_run(r, k, t->around);
 	d->path = PATH_AROUND;
 	/*

@@ -20,85 +20,24 @@
  */
 #define SPAN_CHECK_PAGES 128
 
-/* T's jobs not yet reaped: their runs are the thread's until then. */
-static size_t jobs_of(struct daemon *d, const struct lazy_task *t, struct copier_job *jobs)
+/* T's jobs not yet reaped: their spans are the thread's until then. */
+static size_t busy_of(struct daemon *d, const struct lazy_task *t, struct plan_busy *busy)
 {
 	struct copier_job all[COPIER_DEPTH];
-	size_t n = copier_in_flight(d->cp, all, COPIER_DEPTH), i, m = 0;
+	size_t n = d->cp ? copier_in_flight(d->cp, all, COPIER_DEPTH) : 0, i, m = 0;
 
 	for (i = 0; i < n; i++)
-		if (all[i].owner == t)
-			jobs[m++] = all[i];
+		if (all[i].owner == t && !all[i].pieces)
+			busy[m++] = (struct plan_busy){ .start = all[i].dst, .len = all[i].len };
 	return m;
 }
 
-static const struct copier_job *job_at(const struct copier_job *jobs, size_t n, uint64_t addr)
+/* T's next background span, left of the thread's. */
+static bool next_bg_run(struct daemon *d, const struct lazy_task *t, uint64_t max, struct copy_plan *p)
 {
-	size_t i;
+	struct plan_busy busy[COPIER_DEPTH];
 
-	for (i = 0; i < n; i++)
-		if (!jobs[i].pieces && addr >= jobs[i].dst && addr < jobs[i].dst + jobs[i].len)
-			return &jobs[i];
-	return NULL;
-}
-
-/* The first page at or after K of R that is pending and in none of JOBS, or r->nr_pages. */
-static uint64_t next_free(const struct lazy_range *r, uint64_t k, const struct copier_job *jobs, size_t nj)
-{
-	for (;;) {
-		const struct copier_job *in;
-
-		k = range_next_pending(r, k);
-		if (k == r->nr_pages)
-			return k;
-		in = job_at(jobs, nj, r->start + (k << PAGE_SHIFT));
-		if (!in)
-			return k;
-		k = (in->dst + in->len - r->start) >> PAGE_SHIFT;
-		if (k >= r->nr_pages)
-			return r->nr_pages;
-	}
-}
-
-/*
- * Where T's background work goes on: the first pending page not in a job, from the range
- * population has reached, and the span there (at most MAX pages, up to the next job; see
- * range_pending_span). False if every page left is in a job or none is left.
- */
-static bool next_bg_run(struct daemon *d, struct lazy_task *t, uint64_t max, size_t *ri_out, uint64_t *k_out,
-			uint64_t *n_out)
-{
-	struct copier_job jobs[COPIER_DEPTH];
-	size_t nj = d->cp ? jobs_of(d, t, jobs) : 0, ri, i, j;
-
-	while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
-		t->bg_range++;
-	if (t->bg_range >= t->nr_ranges)
-		t->bg_range = 0; /* ranges were split or moved: look again from the start */
-	for (i = 0; i < t->nr_ranges; i++) {
-		const struct lazy_range *r;
-		uint64_t k, n, a;
-
-		/* From where population is, then round: a cancelled run may be left behind. */
-		ri = (t->bg_range + i) % t->nr_ranges;
-		r = &t->ranges[ri];
-
-		if (!r->nr_pending)
-			continue;
-		k = next_free(r, 0, jobs, nj);
-		if (k == r->nr_pages)
-			continue;
-		n = range_pending_span(r, k, max);
-		a = r->start + (k << PAGE_SHIFT);
-		for (j = 0; j < nj; j++)
-			if (!jobs[j].pieces && jobs[j].dst > a && jobs[j].dst < a + (n << PAGE_SHIFT))
-				n = (jobs[j].dst - a) >> PAGE_SHIFT;
-		*ri_out = ri;
-		*k_out = k;
-		*n_out = n;
-		return true;
-	}
-	return false;
+	return plan_background(t, busy, busy_of(d, t, busy), max, p);
 }
 
 /* The thread's next run for T: the next chunk at the front, as the loop's own would be. */
@@ -106,14 +45,15 @@ static bool pick_job(struct daemon *d, struct lazy_task *t, struct copier_job *j
 {
 	const struct lazy_range *r;
 	const void *data;
-	uint64_t k, n, run, i;
-	size_t ri;
+	struct copy_plan p;
+	uint64_t k, run, i;
 
 	_Static_assert(BG_CHUNK_PAGES <= COPIER_SPAN_PAGES, "a job holds a background chunk");
-	if (!next_bg_run(d, t, BG_CHUNK_PAGES, &ri, &k, &n))
+	if (!next_bg_run(d, t, BG_CHUNK_PAGES, &p))
 		return false;
-	r = &t->ranges[ri];
-	if (source_get_mapped(d->src, t->img, r->img_start + (k << PAGE_SHIFT), n, &data, &run)) {
+	r = &t->ranges[p.ri];
+	k = p.k;
+	if (source_get_mapped(d->src, t->img, r->img_start + (k << PAGE_SHIFT), p.n, &data, &run)) {
 		loop_fail(d);
 		return false;
 	}
@@ -263,22 +203,21 @@ bool populate_step(struct daemon *d)
 		feed_copier(d);
 	for (i = 0; i < d->nr_tasks; i++) {
 		struct lazy_task *t = d->tasks[(d->bg_task + i) % d->nr_tasks];
-		uint64_t k, n;
+		struct copy_plan p;
 		enum copy_res res;
-		size_t ri;
 
 		if (t->done || !t->nr_pending)
 			continue;
-		if (!next_bg_run(d, t, d->bg_pages, &ri, &k, &n)) {
+		if (!next_bg_run(d, t, d->bg_pages, &p)) {
 			/* What is left is in the thread's runs, or nothing is (not yet finished). */
 			waits_on_thread |= d->cp != NULL;
 			continue;
 		}
-		t->bg_range = ri;
+		t->bg_range = p.ri;
 		d->bg_task = (d->bg_task + i) % d->nr_tasks;
 		d->path = PATH_BG;
-		res = copy_span(d, t, ri, k, n);
-		if (exec_settle_at(d, t, res, ri, k, EXEC_BG) == EXEC_GO_ON)
+		res = copy_span(d, t, p.ri, p.k, p.n);
+		if (exec_settle_at(d, t, res, p.ri, p.k, EXEC_BG) == EXEC_GO_ON)
 			t->cp_skip = false; /* the cause that stopped the thread is behind us */
 		if (!t->done && !t->nr_pending)
 			loop_task_finish(d, t, false);

@@ -145,6 +145,7 @@ static void prefetch_advance(struct daemon *d, struct lazy_task *t, uint64_t n)
 static bool prefetch_batch(struct daemon *d, struct lazy_task *t, struct copier_job *j)
 {
 	struct copier_piece *pc;
+	struct copy_plan p;
 	uint64_t pages = 0;
 	size_t np = 0, slot;
 
@@ -155,40 +156,26 @@ static bool prefetch_batch(struct daemon *d, struct lazy_task *t, struct copier_
 	pc = d->pf_pool[slot];
 	d->pf_pool_pos[slot] = t->pf_pos;
 	d->pf_pool_off[slot] = t->pf_off;
-	while (t->pf_pos < t->pf_nr && pages < COPIER_BATCH_PAGES) {
-		const struct profile_rec *rec = t->pf[t->pf_pos];
-		uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, k, max, off;
-		ssize_t ri = task_find_img(t, a);
+	while (pages < COPIER_BATCH_PAGES && plan_prefetch(t, COPIER_BATCH_PAGES - pages, &p)) {
+		uint64_t off, n = p.n;
 		int fd;
 
-		if (ri >= 0) {
-			const struct lazy_range *r = &t->ranges[ri];
+		if (p.copy) {
+			const struct lazy_range *r = &t->ranges[p.ri];
+			uint64_t img = r->img_start + (p.k << PAGE_SHIFT);
 
-			k = (a - r->img_start) >> PAGE_SHIFT;
-			max = rec->nr_pages - t->pf_off;
-			if (max > r->nr_pages - k)
-				max = r->nr_pages - k;
-			if (max > COPIER_BATCH_PAGES - pages)
-				max = COPIER_BATCH_PAGES - pages;
-			if (range_page_pending(r, k)) {
-				n = range_pending_run(r, k, max);
-				if (source_locate(d->src, t->img, a, n, &fd, &off, &n)) {
-					loop_fail(d);
-					return false;
-				}
-				pc[np++] = (struct copier_piece){
-					.dst = r->start + (k << PAGE_SHIFT),
-					.img = a,
-					.off = off,
-					.fd = fd,
-					.nr = (uint32_t)n,
-				};
-				pages += n;
-			} else {
-				n = range_next_pending(r, k) - k;
-				if (n > max)
-					n = max;
+			if (source_locate(d->src, t->img, img, n, &fd, &off, &n)) {
+				loop_fail(d);
+				return false;
 			}
+			pc[np++] = (struct copier_piece){
+				.dst = r->start + (p.k << PAGE_SHIFT),
+				.img = img,
+				.off = off,
+				.fd = fd,
+				.nr = (uint32_t)n,
+			};
+			pages += n;
 		}
 		prefetch_advance(d, t, n);
 	}
@@ -249,6 +236,7 @@ static void feed_prefetch(struct daemon *d, struct lazy_task *t)
  */
 bool prefetch_step(struct daemon *d)
 {
+	struct copy_plan p;
 	size_t i;
 
 	for (i = 0; i < d->nr_tasks; i++) {
@@ -265,46 +253,29 @@ bool prefetch_step(struct daemon *d)
 		/* Before the finish word, only once the loop's copies show the VMAs registered. */
 		if (d->cp && (d->finished || t->pf_live))
 			feed_prefetch(d, t);
-		while (budget && !t->done && !d->failed && t->pf_pos < t->pf_nr && loop_now_ns() - start < step_ns) {
-			const struct profile_rec *rec = t->pf[t->pf_pos];
-			uint64_t a = rec->img_addr + (t->pf_off << PAGE_SHIFT), n = 1, copied, k, max;
-			ssize_t ri = task_find_img(t, a);
+		while (budget && !t->done && !d->failed && loop_now_ns() - start < step_ns && plan_prefetch(t, budget, &p)) {
 			enum copy_res res = COPY_OK;
-			struct lazy_range *r;
+			uint64_t copied;
 
-			if (ri >= 0) {
-				r = &t->ranges[ri];
-				k = (a - r->img_start) >> PAGE_SHIFT;
-				max = rec->nr_pages - t->pf_off;
-				if (max > r->nr_pages - k)
-					max = r->nr_pages - k;
-				if (max > budget)
-					max = budget;
-				if (range_page_pending(r, k)) {
-					n = range_pending_run(r, k, max);
-					d->path = PATH_PREFETCH;
-					d->defer_wake = true;
-					res = exec_copy(d, t, ri, k, n, &copied);
-					d->defer_wake = false;
-					t->st.pages_prefetch += copied;
-					t->st.prefetch_hits += copied;
-					t->pf_live |= copied > 0;
-				} else {
-					n = range_next_pending(r, k) - k;
-					if (n > max)
-						n = max;
-				}
+			if (p.copy) {
+				d->path = PATH_PREFETCH;
+				d->defer_wake = true;
+				res = exec_copy(d, t, p.ri, p.k, p.n, &copied);
+				d->defer_wake = false;
+				t->st.pages_prefetch += copied;
+				t->st.prefetch_hits += copied;
+				t->pf_live |= copied > 0;
 			}
 			if (res != COPY_OK) {
 				prefetch_wake(d, t);
 				/* The restorer has not registered the VMAs yet: try again shortly. */
-				if (exec_settle_at(d, t, res, ri, k, EXEC_PREFETCH) == EXEC_LATER)
+				if (exec_settle_at(d, t, res, p.ri, p.k, EXEC_PREFETCH) == EXEC_LATER)
 					t->pf_retry_ns = loop_now_ns() + PREFETCH_RETRY_NS;
 				/* Else the next step plans from the task's ranges as they are now. */
 				return true;
 			}
-			budget -= n < budget ? n : budget;
-			prefetch_advance(d, t, n);
+			budget -= p.n < budget ? p.n : budget;
+			prefetch_advance(d, t, p.n);
 		}
 		prefetch_wake(d, t);
 		/* Before the finish word a task is never closed: the finish word does that. */
