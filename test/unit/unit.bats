@@ -49,6 +49,10 @@ run_unit() {
 	run_unit test-ranges
 }
 
+@test "unit: the planner: fault-around window, prefetch front, background spans around the copy thread's" {
+	run_unit test-plan
+}
+
 @test "unit: at the finish word, lazy ranges outside registered VMAs are a mismatch (real uffd)" {
 	lu_native_only "qemu-user has no userfaultfd(2)"
 	run_unit test-registered

@@ -25,3 +25,5 @@ $(O)/test/unit/test-tls-send: $(O)/obj/lazy-pages/tls.o $(O)/obj/lazy-pages/log.
 $(O)/test/unit/test-tls-send: PROTOBUF_LIBS := $(PROTOBUF_LIBS) $(GNUTLS_LIBS) -pthread
 # profile.o needs libcrimg (the fingerprint), which the rule puts before it.
 $(O)/test/unit/test-profile: PROTOBUF_LIBS := $(LIBCRIMG) $(PROTOBUF_LIBS)
+$(O)/test/unit/test-plan: $(O)/obj/lazy-pages/plan.o $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o \
+	$(O)/obj/lazy-pages/uffd.o
