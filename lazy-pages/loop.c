@@ -31,13 +31,14 @@
 #include "lazy_pages.h"
 
 /* Background chunk: 2 MiB copies run near the UFFDIO_COPY ceiling and take ~0.5 ms. */
-#define BG_CHUNK_PAGES 512
+#define BG_CHUNK_BYTES (2ULL << 20)
+#define BG_CHUNK_PAGES PAGES_IN(BG_CHUNK_BYTES)
 /*
  * Pages copied for a fault: the faulting page and the pending run after it. The window
  * doubles while a task's faults come in address order, each one just past what the last
  * copied, up to a background chunk; any other fault sets it back.
  */
-#define FAULT_AROUND_PAGES 8
+#define FAULT_AROUND_PAGES PAGES_IN(32 << 10)
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 #define MSGS_PER_READ	   64
 /* Looking for a forked child's pid: how often, and for how long before giving up. */
@@ -50,14 +51,14 @@
  * this small (32 KiB, some us) between polls: a fault then waits behind at most
  * one of them, and the population does not stop while a program faults its way through.
  */
-#define BG_POLL_CHUNK_PAGES 8
+#define BG_POLL_CHUNK_PAGES PAGES_IN(32 << 10)
 /*
  * A background span with several runs (pitted by faults or a prefetch) looks for events
  * after this much: 512 KiB, ~125 us. Checking every 128 KiB kept the wait median (1G
  * random: 95 us) but cost the pass a quarter (0.34 -> 0.43 s); every 1 MiB or never made
  * a waiting fault wait out most of a span (median 550-610 us) for a pass ~10% shorter.
  */
-#define SPAN_CHECK_PAGES 128
+#define SPAN_CHECK_PAGES PAGES_IN(512 << 10)
 /* How long after the finish word background chunks stay that small. */
 #define START_SMALL_NS (20 * 1000000ULL)
 /*
@@ -1552,7 +1553,7 @@ static bool pick_job(struct daemon *d, struct lazy_task *t, struct copier_job *j
 	uint64_t k, n, run, i;
 	size_t ri;
 
-	_Static_assert(BG_CHUNK_PAGES <= COPIER_SPAN_PAGES, "a job holds a background chunk");
+	_Static_assert(BG_CHUNK_BYTES / PAGE_SZ_MIN <= COPIER_SPAN_PAGES, "a job holds a background chunk");
 	if (!next_bg_run(d, t, BG_CHUNK_PAGES, &ri, &k, &n))
 		return false;
 	r = &t->ranges[ri];
