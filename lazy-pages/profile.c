@@ -143,7 +143,8 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 	/* Its counts and alignment mean other addresses at another page size. */
 	if (page_size != PAGE_SZ) {
 		fail_at(err, name, version >= 2 ? 32 : 8,
-			"recorded with %llu-byte pages%s, this system's page size is %llu: record the profile again here",
+			"recorded with %llu-byte pages%s, this system's page size is %llu: record the profile again "
+			"here",
 			(unsigned long long)page_size, version >= 2 ? "" : " (version 1)", (unsigned long long)PAGE_SZ);
 		return -EINVAL;
 	}

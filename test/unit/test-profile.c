@@ -176,8 +176,8 @@ static void test_64k(void)
 	/* At 4 KiB, the same file is refused, naming both sizes. */
 	CHECK_EQ(lazy_set_page_size(4096), 0);
 	ret = profile_load(path, fp, img, &r, &err);
-	CHECK(ret == -EINVAL &&
-		      tu_contains(err.msg, "offset 32: recorded with 65536-byte pages, this system's page size is 4096"),
+	CHECK(ret == -EINVAL && tu_contains(err.msg, "offset 32: recorded with 65536-byte pages, this system's "
+						     "page size is 4096"),
 	      "%d %s", ret, err.msg);
 	if (!ret)
 		profile_free(&r);
