@@ -42,7 +42,7 @@ $(O)/fuzz/fuzz-ps-server: fuzz/fuzz_ps_server.c lazy-pages/page_server.c $(FUZZ_
 		$(FUZZ_PS_OBJS) $(LIBCRIMG) $(PROTOBUF_LIBS) $(GNUTLS_LIBS)
 
 # profile: the --prefetch-profile reader (profile.c), against the dump in fuzz/base.
-FUZZ_PROFILE_OBJS := $(O)/obj/lazy-pages/profile.o
+FUZZ_PROFILE_OBJS := $(O)/obj/lazy-pages/profile.o $(O)/obj/lazy-pages/pagesize.o
 TEST_PROGS += $(O)/fuzz/replay-profile
 
 $(O)/fuzz/replay-profile: fuzz/fuzz_profile.c fuzz/replay.c $(FUZZ_PROFILE_OBJS) $(LIBCRIMG)

@@ -107,9 +107,9 @@ static void walk_task(const struct crimg *img, const struct crimg_task *t)
 				abort(); /* an answer must cover at least the page asked about */
 			if (loc.where == CRIMG_PRESENT && (loc.fd < 0 || !loc.path))
 				abort();
-			if (addr + loc.nr_pages * 4096 < addr)
+			if (addr + loc.nr_pages * CRIMG_PAGE_SIZE < addr)
 				break;
-			addr += loc.nr_pages * 4096;
+			addr += loc.nr_pages * CRIMG_PAGE_SIZE;
 		}
 	}
 }

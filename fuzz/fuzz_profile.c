@@ -69,7 +69,8 @@ static void check_parsed(int ret, const struct profile *p, const struct profile_
 		check(!p->recs && !p->nr, "a refused profile kept records");
 		return;
 	}
-	check(size >= PROFILE_HDR_SIZE && p->nr <= (size - PROFILE_HDR_SIZE) / PROFILE_REC_SIZE,
+	/* Version 1's header is the shorter. */
+	check(size >= PROFILE_HDR_SIZE_V1 && p->nr <= (size - PROFILE_HDR_SIZE_V1) / PROFILE_REC_SIZE,
 	      "more records than the file holds");
 	for (i = 0; i < p->nr; i++) {
 		const struct profile_rec *r = &p->recs[i];

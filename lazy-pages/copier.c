@@ -33,7 +33,7 @@
  */
 #define PIECE (32 * 1024ULL)
 /* A prefetch job's pages copied under one hold of io_lock: some 20 us, one page each. */
-#define GROUP_PAGES 8
+#define GROUP_PAGES PAGES_IN(PIECE)
 /* Spinning for io_lock: some 10^4 pause loops, a few hundred us, then sleep. */
 #define SPIN_TRIES 20000
 

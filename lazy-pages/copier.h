@@ -27,7 +27,8 @@ struct copier_piece {
 };
 
 #define COPIER_BATCH_PAGES 64 /* pages in one prefetch job, at most */
-#define COPIER_SPAN_PAGES  512 /* pages in one background job, at most */
+/* Pages in one background job, at most: a 2 MiB chunk of the smallest pages (pagesize.h). */
+#define COPIER_SPAN_PAGES  512
 
 struct copier_job {
 	const void *owner; /* the loop's task; compared, never used */

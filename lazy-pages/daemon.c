@@ -16,13 +16,14 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pagesize.h"
 #include "remote.h"
 #include "serve.h"
 #include "stats.h"
 #include "lazy_pages.h"
 #include "opts.h"
 
-#define DEFAULT_BULK_PAGES	  256
+#define DEFAULT_BULK_BYTES	  (1 << 20) /* 256 pages of 4 KiB, 16 of 64 KiB */
 #define DEFAULT_BULK_DEPTH	  8
 #define DEFAULT_BULK_DEPTH_SHARED 2
 #define DEFAULT_BUSY_POLL_US	  200
@@ -204,7 +205,7 @@ static const struct opt daemon_table[] = {
 	  .off = CLI(ro.single_connection) },
 	{ OPT_INCLUDE, .include = cli_tls_opts },
 	{ OPT_UINT, "ps-bulk-pages", 0, "N",
-	  .help = "background requests: pages each (default " OPTS_STR(DEFAULT_BULK_PAGES) ")",
+	  .help = "background requests: pages each (default: 1 MiB of pages)",
 	  .off = CLI(ro.bulk_pages), .min = 1, .max = 65536 },
 	{ OPT_FN, "ps-bulk-depth", 0, "N",
 	  .help = "background requests in flight (default " OPTS_STR(DEFAULT_BULK_DEPTH) "; "
@@ -371,7 +372,7 @@ int cmd_daemon(int argc, char **argv)
 		.busy_poll_us = DEFAULT_BUSY_POLL_US,
 		.ro = {
 			.reconnect_timeout = 30,
-			.bulk_pages = DEFAULT_BULK_PAGES,
+			.bulk_pages = (unsigned int)PAGES_IN(DEFAULT_BULK_BYTES),
 			.bulk_depth = DEFAULT_BULK_DEPTH,
 			.bulk_depth_shared = DEFAULT_BULK_DEPTH_SHARED,
 			.ps_socket = -1,

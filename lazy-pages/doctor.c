@@ -32,6 +32,7 @@
 
 #include "../plugin/uffd_dev.h"
 #include "lazy_pages.h"
+#include "pagesize.h"
 
 #define CMD_TIMEOUT_MS 30000
 
@@ -111,14 +112,14 @@ static void probe_path(int devfd, struct path_probe *p)
 	/* The range ioctls are what the daemon uses: COPY, ZEROPAGE, WAKE. */
 	uffd = path_new(devfd, O_CLOEXEC | O_NONBLOCK);
 	if (uffd >= 0 && !uffd_api(uffd, 0, NULL, NULL)) {
-		page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		page = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (page != MAP_FAILED) {
 			reg.range.start = (unsigned long)page;
-			reg.range.len = 4096;
+			reg.range.len = PAGE_SZ;
 			reg.mode = UFFDIO_REGISTER_MODE_MISSING;
 			if (!ioctl(uffd, UFFDIO_REGISTER, &reg))
 				p->range_ioctls = reg.ioctls;
-			munmap(page, 4096);
+			munmap(page, PAGE_SZ);
 		}
 	}
 	if (uffd >= 0)

@@ -458,8 +458,9 @@ static void *session_main(void *arg)
 	getrusage(RUSAGE_THREAD, &ru);
 	cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	pr_info("session %u (%s): %llu requests, %llu pages served (%.1f MiB), %llu refused, %.3f s CPU%s", s->id,
-		s->peer, (unsigned long long)s->requests, (unsigned long long)s->pages, s->pages * 4096.0 / (1 << 20),
-		(unsigned long long)s->refused, cpu, ok ? "" : "; ended by an error");
+		s->peer, (unsigned long long)s->requests, (unsigned long long)s->pages,
+		s->pages * (double)PAGE_SZ / (1 << 20), (unsigned long long)s->refused, cpu,
+		ok ? "" : "; ended by an error");
 	/* An idle client need not be waited for to close its side. */
 	chan_close(&s->ch, ok && !s->idled);
 	if (s->pipe[0] >= 0) {

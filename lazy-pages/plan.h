@@ -13,22 +13,24 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pagesize.h"
 #include "task.h"
 
 /* Background chunk: a 2 MiB copy runs near the UFFDIO_COPY ceiling in about 0.5 ms. */
-#define BG_CHUNK_PAGES 512
+#define BG_CHUNK_BYTES (2ULL << 20)
+#define BG_CHUNK_PAGES PAGES_IN(BG_CHUNK_BYTES)
 /*
  * While faults are arriving (the busy-poll window, and just after the finish word),
  * background work goes on in chunks this small (32 KiB) between polls, so a fault waits
  * behind at most one of them and the population does not stop meanwhile.
  */
-#define BG_POLL_CHUNK_PAGES 8
+#define BG_POLL_CHUNK_PAGES PAGES_IN(32 << 10)
 /*
  * Pages copied for a fault: the faulting page and the pending run after it. The window
  * doubles while a task's faults come in address order, up to a background chunk; any
  * other fault sets it back.
  */
-#define FAULT_AROUND_PAGES 8
+#define FAULT_AROUND_PAGES PAGES_IN(32 << 10)
 #define FAULT_AROUND_MAX   BG_CHUNK_PAGES
 
 /* Pages [k, k + n) of range RI of a task. */

@@ -18,7 +18,7 @@
  * A background span with several runs (pitted by faults or a prefetch) looks for events
  * after this many pages (512 KiB), so a fault does not wait out a whole span.
  */
-#define SPAN_CHECK_PAGES 128
+#define SPAN_CHECK_PAGES PAGES_IN(512 << 10)
 
 /* T's jobs not yet reaped: their spans are the thread's until then. */
 static size_t busy_of(struct daemon *d, const struct lazy_task *t, struct plan_busy *busy)
@@ -48,7 +48,7 @@ static bool pick_job(struct daemon *d, struct lazy_task *t, struct copier_job *j
 	struct copy_plan p;
 	uint64_t k, run, i;
 
-	_Static_assert(BG_CHUNK_PAGES <= COPIER_SPAN_PAGES, "a job holds a background chunk");
+	_Static_assert(BG_CHUNK_BYTES / PAGE_SZ_MIN <= COPIER_SPAN_PAGES, "a job holds a background chunk");
 	if (!next_bg_run(d, t, BG_CHUNK_PAGES, &p))
 		return false;
 	r = &t->ranges[p.ri];

@@ -104,13 +104,14 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 		  struct profile *out, struct profile_error *err)
 {
 	const uint8_t *b = buf;
-	uint64_t nr, i, file_fp;
+	uint64_t nr, i, file_fp, page_size = PROFILE_PAGE_SIZE_V1;
 	uint32_t version, rec_size;
+	size_t hdr = PROFILE_HDR_SIZE_V1;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (len < PROFILE_HDR_SIZE) {
-		fail_at(err, name, len, "truncated header (%zu of %d bytes)", len, PROFILE_HDR_SIZE);
+	if (len < PROFILE_HDR_SIZE_V1) {
+		fail_at(err, name, len, "truncated header (%zu of %d bytes)", len, PROFILE_HDR_SIZE_V1);
 		return -EINVAL;
 	}
 	if (memcmp(b, PROFILE_MAGIC, 8)) {
@@ -118,13 +119,33 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 		return -EINVAL;
 	}
 	version = (uint32_t)get_le(b + 8, 4);
-	if (version != PROFILE_VERSION) {
-		fail_at(err, name, 8, "version %u, this daemon reads version %d", version, PROFILE_VERSION);
+	if (version != 1 && version != PROFILE_VERSION) {
+		fail_at(err, name, 8, "version %u, this daemon reads versions 1 and %d", version, PROFILE_VERSION);
 		return -EINVAL;
 	}
 	rec_size = (uint32_t)get_le(b + 12, 4);
 	if (rec_size != PROFILE_REC_SIZE) {
 		fail_at(err, name, 12, "record size %u, expected %d", rec_size, PROFILE_REC_SIZE);
+		return -EINVAL;
+	}
+	if (version >= 2) {
+		hdr = PROFILE_HDR_SIZE;
+		if (len < hdr) {
+			fail_at(err, name, len, "truncated header (%zu of %zu bytes)", len, hdr);
+			return -EINVAL;
+		}
+		page_size = get_le(b + 32, 4);
+		if (get_le(b + 36, 4)) {
+			fail_at(err, name, 36, "reserved field is not 0");
+			return -EINVAL;
+		}
+	}
+	/* Its counts and alignment mean other addresses at another page size. */
+	if (page_size != PAGE_SZ) {
+		fail_at(err, name, version >= 2 ? 32 : 8,
+			"recorded with %llu-byte pages%s, this system's page size is %llu: record the profile again "
+			"here",
+			(unsigned long long)page_size, version >= 2 ? "" : " (version 1)", (unsigned long long)PAGE_SZ);
 		return -EINVAL;
 	}
 	file_fp = get_le(b + 16, 8);
@@ -139,15 +160,14 @@ int profile_parse(const void *buf, size_t len, const char *name, uint64_t fp, co
 			PROFILE_MAX_RECORDS);
 		return -EINVAL;
 	}
-	if (len != PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE) {
-		fail_at(err, name,
-			len < PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE ? len : PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE,
+	if (len != hdr + nr * PROFILE_REC_SIZE) {
+		fail_at(err, name, len < hdr + nr * PROFILE_REC_SIZE ? len : hdr + nr * PROFILE_REC_SIZE,
 			"%llu records need %llu bytes, the file has %zu", (unsigned long long)nr,
-			(unsigned long long)(PROFILE_HDR_SIZE + nr * PROFILE_REC_SIZE), len);
+			(unsigned long long)(hdr + nr * PROFILE_REC_SIZE), len);
 		return -EINVAL;
 	}
 	for (i = 0; i < nr; i++) {
-		const uint8_t *r = b + PROFILE_HDR_SIZE + i * PROFILE_REC_SIZE;
+		const uint8_t *r = b + hdr + i * PROFILE_REC_SIZE;
 		uint64_t vpid = get_le(r, 4), n = get_le(r + 4, 4), addr = get_le(r + 8, 8);
 		size_t off = r - b;
 
@@ -254,6 +274,7 @@ int profile_write(const struct profile *p, const char *path, uint64_t fp, struct
 	put_le(hdr + 12, PROFILE_REC_SIZE, 4);
 	put_le(hdr + 16, fp, 8);
 	put_le(hdr + 24, p->nr, 8);
+	put_le(hdr + 32, PAGE_SZ, 4);
 	if (fwrite(hdr, sizeof(hdr), 1, f) != 1)
 		goto sys_err;
 	for (i = 0; i < p->nr; i++) {

@@ -4,23 +4,30 @@
  * by one restore (`--record-profile FILE`) and copied first by a later restore of the same
  * images (`--prefetch-profile FILE`), before the background population.
  *
- * File format, version 1, all fields little-endian:
+ * File format, version 2, all fields little-endian:
  *
  *   offset 0   8 bytes  magic "LUPROF\0\1"
- *   offset 8   u32      version (1)
+ *   offset 8   u32      version (2)
  *   offset 12  u32      record size in bytes (16)
  *   offset 16  u64      images fingerprint (profile_fingerprint(): vpids and lazy
  *                       pagemap entries of every task), so a profile is never applied
  *                       to a dump it was not recorded on
  *   offset 24  u64      number of records N
- *   offset 32  N records, in the order the pages were first asked for:
+ *   offset 32  u32      page size in bytes the page counts are in (the recording
+ *                       daemon's); a profile is read only at that page size
+ *   offset 36  u32      0
+ *   offset 40  N records, in the order the pages were first asked for:
  *                u32 vpid (pid in the dump)
  *                u32 number of pages (1 .. PROFILE_MAX_RUN)
  *                u64 dump-time address of the first page (page aligned)
  *
- * The file is exactly 32 + 16 * N bytes, N <= PROFILE_MAX_RECORDS. Records for a vpid the
+ * The file is exactly 40 + 16 * N bytes, N <= PROFILE_MAX_RECORDS. Records for a vpid the
  * images do not have are skipped (counted); pages outside the task's lazy memory are
  * skipped (counted) when the profile is applied.
+ *
+ * Version 1 (written before the page size was a run-time value) is still read: the same
+ * without the page size, records from offset 32, in pages of 4 KiB, which is the only
+ * size a daemon then ran with. Only version 2 is written.
  */
 #ifndef LAZY_UFFD_PROFILE_H
 #define LAZY_UFFD_PROFILE_H
@@ -32,11 +39,13 @@
 #include "crimg.h"
 
 #define PROFILE_MAGIC	    "LUPROF\0\1"
-#define PROFILE_VERSION	    1
-#define PROFILE_HDR_SIZE    32
+#define PROFILE_VERSION	    2
+#define PROFILE_HDR_SIZE    40
+#define PROFILE_HDR_SIZE_V1 32
+#define PROFILE_PAGE_SIZE_V1 4096
 #define PROFILE_REC_SIZE    16
 #define PROFILE_MAX_RECORDS (1u << 24)
-#define PROFILE_MAX_RUN	    (1u << 18) /* 1 GiB of 4 KiB pages in one record */
+#define PROFILE_MAX_RUN	    (1u << 18) /* pages in one record: 1 GiB of 4 KiB pages */
 
 struct profile_rec {
 	pid_t vpid;

@@ -30,7 +30,10 @@
 #define PS_CMD_MASK	0xffffu
 #define PS_FLAGS_SHIFT	16
 #define PS_PE_PRESENT	4
-/* The answer to a GET: ADD_F with PE_PRESENT, then nr_pages x 4096 bytes. */
+/*
+ * The answer to a GET: ADD_F with PE_PRESENT, then nr_pages pages of the sender's size
+ * (CRIU's run-time page size; ours is PAGE_SZ): both ends must have the same one.
+ */
 #define PS_REPLY_PAGES ((PS_PE_PRESENT << PS_FLAGS_SHIFT) | PS_IOV_ADD_F)
 /* Our page server's refusal of a GET (no such lazy page): ADD_F, no flags, 0 pages. */
 #define PS_REPLY_REFUSED PS_IOV_ADD_F

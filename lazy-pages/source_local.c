@@ -16,11 +16,11 @@
 #include "lazy_pages.h"
 
 /*
- * Runs up to this many pages are read into a buffer instead: through the mapping, each
+ * Runs up to 256 KiB are read into a buffer instead: through the mapping, each
  * small copy would map and unmap a whole large folio (hundreds of PTEs each way), which
  * made a 4 KiB copy cost ~25 us; a pread from the page cache costs a few.
  */
-#define SMALL_READ_PAGES 64
+#define SMALL_READ_PAGES PAGES_IN(256 << 10)
 
 /* What source_put drops: the aligned windows around the copied bytes. */
 #define WIDE_PUT (2 * 1024 * 1024)

@@ -43,7 +43,7 @@
 
 #define TICK_MS		   200
 #define URGENT_SLOTS	   256
-#define URGENT_SLOT_PAGES  16
+#define URGENT_SLOT_PAGES  PAGES_IN(64 << 10) /* a fault's request: its page and some after */
 #define MAX_RETRY_DELAY_MS 500
 #define MAX_BACKOFF_MS	   1000
 #define HELLO_TIMEOUT_MS   3000
@@ -631,6 +631,13 @@ static const char *recv_why(struct conn *c, int err, char *buf, size_t len)
 	return strerror(-err);
 }
 
+/*
+ * The wire counts pages of the sender's size and says nothing of it: a server whose pages
+ * are another size than ours sends more or fewer bytes than we read, and its next header
+ * is read from page data: a header that is not one is said to have maybe that cause.
+ */
+#define PAGE_SIZE_HINT "; or the page server's page size is not ours (%llu bytes)"
+
 /* Check the header answering Q; fails the source on a violation. */
 static int check_answer(struct conn *c, struct req *q, const struct ps_hdr *h)
 {
@@ -648,17 +655,17 @@ static int check_answer(struct conn *c, struct req *q, const struct ps_hdr *h)
 	if (h->cmd != PS_REPLY_PAGES) {
 		fail(r,
 		     "page server %s answered our request for %llu pages at 0x%llx of task %d with unknown command "
-		     "0x%x (protocol violation; %s spoken)",
+		     "0x%x (protocol violation; %s spoken" PAGE_SIZE_HINT ")",
 		     r->peer, (unsigned long long)p->nr_pages, (unsigned long long)p->img_addr, p->vpid, h->cmd,
-		     ps_layout_name(r->layout));
+		     ps_layout_name(r->layout), PAGE_SZ);
 		return -EPROTO;
 	}
 	if (h->vaddr != p->img_addr || h->dst_id != (uint64_t)p->vpid) {
 		fail(r,
 		     "page server %s sent pages at 0x%llx of task %llu for our request for %llu pages at 0x%llx of "
-		     "task %d: not what was asked (protocol violation)",
+		     "task %d: not what was asked (protocol violation" PAGE_SIZE_HINT ")",
 		     r->peer, (unsigned long long)h->vaddr, (unsigned long long)h->dst_id,
-		     (unsigned long long)p->nr_pages, (unsigned long long)p->img_addr, p->vpid);
+		     (unsigned long long)p->nr_pages, (unsigned long long)p->img_addr, p->vpid, PAGE_SZ);
 		return -EPROTO;
 	}
 	if (h->nr_pages == 0 || h->nr_pages > p->nr_pages) {

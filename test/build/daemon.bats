@@ -279,6 +279,24 @@ sys.exit(subprocess.run(sys.argv[1:], pass_fds=[5], timeout=10).returncode)' \
 	grep -Eq '^\( *[0-9]+\.[0-9]{6}\) Error \(lazy-pages/cli\.c:[0-9]+\): --pidfile p: File exists$' "$WORK/lazy.log"
 }
 
+@test "daemon and page-server: images written with another page size are refused, naming both sizes" {
+	local port=$((27600 + RANDOM % 300)) out=$BATS_TEST_TMPDIR/ps.out
+	local want="the images were written with 65536-byte pages, this system's page size is $(getconf PAGESIZE)"
+	[ "$(getconf PAGESIZE)" != 65536 ] || skip "this system has 64 KiB pages"
+	"$LU_BUILD/test/unit/mkimg" pages-64k "$BATS_TEST_TMPDIR/k64"
+	run_daemon -D "$BATS_TEST_TMPDIR/k64" -W "$WORK" </dev/null
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"pages-2.img: 262144 bytes are "*"pagemap-1.img's 4 present pages of 65536 bytes: $want"* ]]
+	[ ! -e "$WORK/lazy-pages.socket" ]
+	status=0
+	timeout 10 "$LAZY_UFFD" page-server -D "$BATS_TEST_TMPDIR/k64" -W "$WORK" --address 127.0.0.1 \
+		--port "$port" </dev/null >"$out" 2>&1 || status=$?
+	cat "$out"
+	[ "$status" -eq 1 ]
+	grep -q "pages-2.img: 262144 bytes are .*$want" "$out"
+	! grep -q "listening on" "$out"
+}
+
 @test "page-server: --daemon --pidfile F with F present exits 1 before listening, and nothing is left serving" {
 	local port=$((27600 + RANDOM % 300)) out=$BATS_TEST_TMPDIR/ps.out
 	echo 123 >"$WORK/taken.pid"

@@ -455,6 +455,36 @@ static int make_v1(const char *dir)
 	return make_good(dir, TW_V1);
 }
 
+/* Written on a system with 64 KiB pages: text, and a lazy VMA of 4 pages, 3 with data. */
+static const struct tw_vma pages64k_vmas[] = {
+	{0x400000, 0x410000, R_X, 0x2, 0x41},
+	{0x7f0000000000, 0x7f0000040000, RW, 0x22, 0x201},
+};
+
+static const struct tw_pme pages64k_pmes[] = {
+	{0x400000, 1, PE_PRESENT},
+	{0x7f0000000000, 3, PE_PRESENT | PE_LAZY},
+};
+
+static int make_pages64k(const char *dir)
+{
+	struct tw_task t = {.pid = 1,
+			    .threads = {1},
+			    .nr_threads = 1,
+			    .pages_id = 2,
+			    .vmas = pages64k_vmas,
+			    .nr_vmas = ARRAY_SIZE(pages64k_vmas),
+			    .pmes = pages64k_pmes,
+			    .nr_pmes = ARRAY_SIZE(pages64k_pmes)};
+	uint64_t was = tw_page_size;
+	int ret;
+
+	tw_page_size = 64 << 10;
+	ret = tw_dump(dir, &t, 1, TW_42);
+	tw_page_size = was;
+	return ret;
+}
+
 static const struct tw_vma zombie_vmas[] = {
 	{0x10000, 0x11000, RW, 0x22, 0x201},
 };
@@ -891,6 +921,7 @@ const struct tw_scenario tw_scenarios[] = {
 	{"good41", make_good41, "two tasks, 4.1 pagemap encoding"},
 	{"good42", make_good42, "the same in 4.2 encoding, with a GUARD vma and packed threads"},
 	{"v1", make_v1, "good41 with image version 1 headers"},
+	{"pages-64k", make_pages64k, "a dump written with 64 KiB pages"},
 	{"zombie", make_zombie, "a live task and a zombie"},
 	{"chain", make_chain, "a dump with two parent pre-dumps"},
 	{"base", make_base, "the small dump the corruptions start from"},

@@ -2,7 +2,9 @@
 /*
  * The daemon's lazy-range bookkeeping (lazy-pages/task.c): building ranges from an image,
  * and keeping them right through faults, unmaps, removes, remaps and forks. Checked
- * against a page-by-page model under thousands of random operations.
+ * against a page-by-page model under thousands of random operations; all of it at the
+ * system's page size and again at 64 KiB (pagesize.h), with a dump written with 64 KiB
+ * pages read back into ranges.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,12 +14,14 @@
 #include "../../lazy-pages/pagesize.h"
 #include "../../lazy-pages/task.h"
 #include "../../lazy-pages/uffd.h"
+#include "imgwriter.h"
 #include "tu.h"
 
 #define BASE	 0x10000000ULL
 #define NPAGES	 2048
 #define ADDR(i)	 (BASE + ((uint64_t)(i) << PAGE_SHIFT))
 #define ABSENT	 UINT64_MAX
+#define K64	 (64ULL << 10)
 
 /* model[i]: the dump-time address page i now holds, or ABSENT; pend[i]: still to copy. */
 static uint64_t model[NPAGES];
@@ -254,11 +258,102 @@ static void test_random_ops(void)
 	task_free_ranges(&t);
 }
 
+/*
+ * At 64 KiB, in bytes written out: a dump written with 64 KiB pages, read back, gives
+ * ranges counted in 64 KiB pages, and a drop of one page takes 64 KiB out of them.
+ */
+static void test_64k_dump(void)
+{
+	static const struct tw_vma vmas[] = {
+		{BASE, BASE + 300 * K64, 3, 0x22, 0x201},
+		{BASE + 300 * K64, BASE + 310 * K64, 3, 0x22, 0x201},
+	};
+	static const struct tw_pme pmes[] = {
+		{BASE + 10 * K64, 200, 4 | 2}, /* PE_PRESENT | PE_LAZY */
+		{BASE + 295 * K64, 10, 4 | 2}, /* straddles the VMA end */
+	};
+	struct tw_task tt = {.pid = 1,
+			     .threads = {1},
+			     .nr_threads = 1,
+			     .pages_id = 2,
+			     .vmas = vmas,
+			     .nr_vmas = 2,
+			     .pmes = pmes,
+			     .nr_pmes = 2};
+	struct lazy_task t = {.vpid = 1};
+	struct crimg_error err;
+	struct crimg *img;
+	char dir[4096];
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s/k64", tu_tmpdir());
+	tw_sparse_pages = true;
+	tw_page_size = K64;
+	ret = tw_dump(dir, &tt, 1, TW_42);
+	tw_page_size = 4096;
+	tw_sparse_pages = false;
+	CHECK(ret == 0, "writing the 64 KiB dump");
+	if (ret)
+		return;
+	ret = crimg_open(dir, &img, &err);
+	CHECK(ret == 0, "crimg_open: %s", err.msg);
+	if (ret)
+		return;
+	t.img = crimg_task(img, 0);
+	CHECK_EQ(task_init_ranges(&t), 0);
+	CHECK_EQ(t.nr_ranges, 3);
+	if (t.nr_ranges == 3) {
+		CHECK_EQ(t.ranges[0].start, BASE + 10 * K64);
+		CHECK_EQ(t.ranges[0].nr_pages, 200);
+		CHECK_EQ(t.ranges[1].start, BASE + 295 * K64);
+		CHECK_EQ(t.ranges[1].nr_pages, 5);
+		CHECK_EQ(t.ranges[2].start, BASE + 300 * K64);
+		CHECK_EQ(t.ranges[2].img_start, BASE + 300 * K64);
+		CHECK_EQ(t.ranges[2].nr_pages, 5);
+	}
+	CHECK_EQ(t.nr_pending, 210);
+	CHECK_EQ(task_find(&t, BASE + 210 * K64 - 1), 0);
+	CHECK_EQ(task_find(&t, BASE + 210 * K64), -1);
+	CHECK_EQ(task_hole_pages(&t, BASE, 1000), 10);
+	/* One 64 KiB page out of the middle: 4 KiB further on is gone too. */
+	CHECK_EQ(task_drop(&t, BASE + 20 * K64, BASE + 21 * K64), 0);
+	CHECK_EQ(task_find(&t, BASE + 20 * K64 + 4096), -1);
+	CHECK_EQ(task_find(&t, BASE + 21 * K64), 1);
+	CHECK_EQ(t.nr_pending, 209);
+	if (t.nr_ranges == 4) {
+		CHECK_EQ(t.ranges[0].nr_pages, 10);
+		CHECK_EQ(t.ranges[1].img_start, BASE + 21 * K64);
+		CHECK_EQ(t.ranges[1].nr_pages, 189);
+	}
+	/* The bitmap of a range longer than the 512 pages of a 2 MiB 4 KiB chunk. */
+	CHECK_EQ(task_remap(&t, BASE + 21 * K64, BASE + 1000 * K64, 100 * K64), 0);
+	CHECK_EQ(task_find(&t, BASE + 1099 * K64), 4); /* after [121, 210), [295, 300), [300, 305) */
+	CHECK_EQ(task_find(&t, BASE + 1100 * K64), -1);
+	if (t.nr_ranges == 5) {
+		CHECK_EQ(t.ranges[4].img_start, BASE + 21 * K64);
+		CHECK_EQ(t.ranges[4].nr_pending, 100);
+		CHECK(range_page_pending(&t.ranges[4], 99), "the remapped range's last page");
+	}
+	task_free_ranges(&t);
+	crimg_close(img);
+}
+
 int main(void)
 {
 	test_init_split_merge();
 	test_init_lazy_in_unregistered();
 	test_runs();
 	test_random_ops();
+
+	CHECK_EQ(lazy_set_page_size(3 << 12), -EINVAL);
+	CHECK_EQ(lazy_set_page_size(K64), 0);
+	CHECK_EQ(PAGE_SZ, K64);
+	CHECK_EQ(PAGE_SHIFT, 16);
+	CHECK_EQ(crimg_page_size(), K64);
+	test_init_split_merge();
+	test_init_lazy_in_unregistered();
+	test_runs();
+	test_random_ops();
+	test_64k_dump();
 	return tu_done();
 }

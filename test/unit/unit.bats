@@ -45,7 +45,7 @@ run_unit() {
 	run_unit test-big
 }
 
-@test "unit: daemon lazy ranges follow faults, unmaps, remaps and forks (model check)" {
+@test "unit: daemon lazy ranges follow faults, unmaps, remaps and forks (model check), at 64 KiB pages too" {
 	run_unit test-ranges
 }
 
@@ -66,7 +66,7 @@ run_unit() {
 	run_unit test-pagesize
 }
 
-@test "unit: access profiles are read back as written; damage is refused with file and offset" {
+@test "unit: access profiles are read back as written, at 64 KiB pages too; damage and another page size are refused with file and offset" {
 	run_unit test-profile
 }
 

@@ -17,9 +17,13 @@ $(UNIT_PROGS): $(O)/test/unit/%: $(O)/obj/test/unit/%.o $(UNIT_LIB_OBJS) $(LIBCR
 	$(CC) $(XLDFLAGS) -o $@ $^ $(PROTOBUF_LIBS)
 
 # Daemon internals tested directly.
-$(O)/test/unit/test-ranges: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o
-$(O)/test/unit/test-registered: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o
-$(O)/test/unit/test-profile: $(O)/obj/lazy-pages/profile.o
+# pagesize.o: the run-time PAGE_SZ of lazy-pages/pagesize.h, which needs libcrimg.
+$(O)/test/unit/test-ranges: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o \
+	$(O)/obj/lazy-pages/pagesize.o
+$(O)/test/unit/test-registered: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o \
+	$(O)/obj/lazy-pages/pagesize.o
+$(O)/test/unit/test-profile: $(O)/obj/lazy-pages/profile.o $(O)/obj/lazy-pages/pagesize.o
+$(O)/test/unit/test-ranges $(O)/test/unit/test-registered: PROTOBUF_LIBS := $(LIBCRIMG) $(PROTOBUF_LIBS)
 $(O)/test/unit/test-opts: $(O)/obj/lazy-pages/opts.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: $(O)/obj/lazy-pages/tls.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: PROTOBUF_LIBS := $(PROTOBUF_LIBS) $(GNUTLS_LIBS) -pthread

@@ -88,8 +88,11 @@ perf_restore_again() {
 	nr=$(perf_num recorded_records)
 	echo "profile: $size bytes, $nr records"
 	[ "$nr" -gt 0 ]
-	[ "$size" = $((32 + 16 * nr)) ]
+	[ "$size" = $((40 + 16 * nr)) ]
 	[ "$(head -c 8 "$prof" | od -An -c | tr -d ' ')" = 'LUPROF\0001' ]
+	# Version 2, and the page size its counts are in.
+	[ "$(od -An -tu4 -j 8 -N 4 "$prof" | tr -d ' ')" = 2 ]
+	[ "$(od -An -tu4 -j 32 -N 4 "$prof" | tr -d ' ')" = "$(getconf PAGESIZE)" ]
 	perf_check_stats
 
 	# Two records no restore can use: a task the dump does not have, a page outside
@@ -177,6 +180,15 @@ perf_refused() {
 	# Complete, but its second record has 0 pages.
 	printf '\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' >>"$p"
 	perf_refused "$p" ', offset 52: record 1: 0 pages \(1 to 262144\)'
+	# Version 2, recorded with 64 KiB pages (on this 4 KiB system): refused at offset 32.
+	if [ "$(getconf PAGESIZE)" = 4096 ]; then
+		{
+			printf 'LUPROF\0\1\2\0\0\0\20\0\0\0'
+			printf "$(sed -E 's/(..)/\1 /g' <<<"$fp" | awk '{ for (i = NF; i >= 1; i--) printf "\\x%s", $i }')"
+			printf '\0\0\0\0\0\0\0\0\0\0\1\0\0\0\0\0'
+		} >"$p"
+		perf_refused "$p" ', offset 32: recorded with 65536-byte pages, this system.s page size is 4096: record the profile again here'
+	fi
 	# A missing file.
 	perf_refused "$ZDTM_DIR/none" ': No such file or directory'
 }

@@ -293,12 +293,12 @@ fake_server() {
 
 @test "remote ours: a page server answering for another address: protocol violation, tree killed" {
 	fake_server wrong-addr
-	grep -E 'Error .*page server 10\.77\.0\.1:27027 sent pages at 0x[0-9a-f]+ of task 1 for our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1: not what was asked \(protocol violation\)' "$ZDTM_WORK/lazy.log"
+	grep -E 'Error .*page server 10\.77\.0\.1:27027 sent pages at 0x[0-9a-f]+ of task 1 for our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1: not what was asked \(protocol violation; or the page server.s page size is not ours \([0-9]+ bytes\)\)' "$ZDTM_WORK/lazy.log"
 }
 
 @test "remote ours: a page server answering with a garbage command: protocol violation, tree killed" {
 	fake_server garbage-cmd
-	grep -E 'Error .*page server 10\.77\.0\.1:27027 answered our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1 with unknown command 0xdeadbeef \(protocol violation' "$ZDTM_WORK/lazy.log"
+	grep -E 'Error .*page server 10\.77\.0\.1:27027 answered our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1 with unknown command 0xdeadbeef \(protocol violation; .* spoken; or the page server.s page size is not ours \([0-9]+ bytes\)\)' "$ZDTM_WORK/lazy.log"
 }
 
 @test "remote ours: a name with two addresses, the first refusing: the daemon connects to the second" {
