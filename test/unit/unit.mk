@@ -23,11 +23,11 @@ $(O)/test/unit/test-ranges: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-registered: $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o $(O)/obj/lazy-pages/uffd.o \
 	$(O)/obj/lazy-pages/pagesize.o
 $(O)/test/unit/test-profile: $(O)/obj/lazy-pages/profile.o $(O)/obj/lazy-pages/pagesize.o
-$(O)/test/unit/test-ranges $(O)/test/unit/test-registered: PROTOBUF_LIBS := $(LIBCRIMG) $(PROTOBUF_LIBS)
+$(O)/test/unit/test-ranges $(O)/test/unit/test-registered $(O)/test/unit/test-plan: PROTOBUF_LIBS := $(LIBCRIMG) $(PROTOBUF_LIBS)
 $(O)/test/unit/test-opts: $(O)/obj/lazy-pages/opts.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: $(O)/obj/lazy-pages/tls.o $(O)/obj/lazy-pages/log.o
 $(O)/test/unit/test-tls-send: PROTOBUF_LIBS := $(PROTOBUF_LIBS) $(GNUTLS_LIBS) -pthread
 # profile.o needs libcrimg (the fingerprint), which the rule puts before it.
 $(O)/test/unit/test-profile: PROTOBUF_LIBS := $(LIBCRIMG) $(PROTOBUF_LIBS)
 $(O)/test/unit/test-plan: $(O)/obj/lazy-pages/plan.o $(O)/obj/lazy-pages/task.o $(O)/obj/lazy-pages/log.o \
-	$(O)/obj/lazy-pages/uffd.o
+	$(O)/obj/lazy-pages/uffd.o $(O)/obj/lazy-pages/pagesize.o
