@@ -295,10 +295,32 @@ zdtm_daemon_comm() {
 	esac
 }
 
+# zdtm_read_ready FIFO TIMEOUT: the ready byte (one NUL, then EOF) of a process started
+# in the background with --status-fd on FIFO opened for writing by its shell; FIFO is
+# removed. Returns 0 on the NUL; else 1 with ZDTM_READY_RC, read's status (> 128: no byte
+# in TIMEOUT seconds, else EOF), and ZDTM_READY_READ, what came instead of the NUL.
+# Read-only: the open meets the writer's (its shell opened the fifo before the exec), and
+# a writer that dies without writing gives EOF at once. One read with the whole timeout,
+# never a loop of short ones: bash loses a byte it read just as a read -t timer fires,
+# which on a loaded machine happens (one start in five under 12 busy loops on 2 cores).
+zdtm_read_ready() {
+	local fifo=$1 fd
+	ZDTM_READY_RC=0
+	ZDTM_READY_READ=
+	exec {fd}<"$fifo"
+	IFS= read -r -d '' -t "$2" -u "$fd" ZDTM_READY_READ || ZDTM_READY_RC=$?
+	exec {fd}<&-
+	rm -f "$fifo"
+	[ "$ZDTM_READY_RC" = 0 ] && [ -z "$ZDTM_READY_READ" ] && return 0
+	# A NUL after other bytes is no ready byte either.
+	[ "$ZDTM_READY_RC" != 0 ] || ZDTM_READY_RC=1
+	return 1
+}
+
 # zdtm_lazy_start_daemon DAEMON: start it in the background on ZDTM_IMG and wait for its
 # ready byte (exactly one NUL on --status-fd, then EOF).
 zdtm_lazy_start_daemon() {
-	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte= ok= rc
+	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo byte rc
 	ZDTM_DAEMON=$daemon
 	ZDTM_DRC=
 	mkdir -p "$ZDTM_WORK"
@@ -330,16 +352,8 @@ zdtm_lazy_start_daemon() {
 		;;
 	esac
 	ZDTM_DPID=$!
-	# Read-only: the open meets the daemon's own (its shell opened fd 9 before the exec),
-	# and a daemon that dies without writing gives EOF at once. One read with the whole
-	# timeout: bash can lose a byte it read just as a read -t timer fires.
-	exec {fd}<"$fifo"
-	rc=0
-	IFS= read -r -d '' -t "$ZDTM_READY_TIMEOUT" -u "$fd" byte || rc=$?
-	[ "$rc" = 0 ] && [ -z "$byte" ] && ok=1
-	exec {fd}<&-
-	rm -f "$fifo"
-	if [ -z "$ok" ]; then
+	if ! zdtm_read_ready "$fifo" "$ZDTM_READY_TIMEOUT"; then
+		rc=$ZDTM_READY_RC byte=$ZDTM_READY_READ
 		if ((rc > 128)); then
 			zdtm_fail "$daemon lazy-pages daemon: no ready byte in ${ZDTM_READY_TIMEOUT}s${byte:+ (read '$byte')}"
 			return 1
