@@ -160,7 +160,7 @@ zdtm_kill() {
 
 # zdtm_start PROG [ARGS...]: PROG is a name in build/zdtm/, or a path (bench/workload).
 zdtm_start() {
-	local prog=$1 i
+	local prog=$1
 	shift
 	ZDTM_PROG=$LU_BUILD/zdtm/$prog
 	[[ $prog == */* ]] && ZDTM_PROG=$prog
@@ -169,14 +169,22 @@ zdtm_start() {
 	"${ZDTM_SRC_NS[@]}" setsid unshare -p -f setsid "$ZDTM_PROG" --pidfile "$ZDTM_PIDFILE" --outfile "$ZDTM_OUT" \
 		"$@" </dev/null >/dev/null 2>"$ZDTM_ERR" 3>&- &
 	ZDTM_LAUNCHER=$!
+	zdtm_wait_ready "$prog" test -s "$ZDTM_PIDFILE" || return 1
+	ZDTM_PID=$(cat "$ZDTM_PIDFILE")
+	zdtm_alive "$ZDTM_PID" && return 0
+	zdtm_fail "$prog: pid $ZDTM_PID from the pidfile is not running"
+}
+
+# zdtm_wait_ready PROG READY...: PROG was started in the background (by ZDTM_LAUNCHER,
+# when set): wait until the command READY... (its pidfile is there) succeeds, at most
+# ZDTM_START_TIMEOUT seconds and no longer than the launcher lives. Also for the
+# zdtm_start of files that start programs their own way (userns.bats, unpriv.bats).
+zdtm_wait_ready() {
+	local prog=$1 i
+	shift
 	for ((i = 0; i < ZDTM_START_TIMEOUT * 20; i++)); do
-		if [ -s "$ZDTM_PIDFILE" ]; then
-			ZDTM_PID=$(cat "$ZDTM_PIDFILE")
-			zdtm_alive "$ZDTM_PID" && return 0
-			zdtm_fail "$prog: pid $ZDTM_PID from the pidfile is not running"
-			return 1
-		fi
-		if ! kill -0 "$ZDTM_LAUNCHER" 2>/dev/null; then
+		"$@" && return 0
+		if [ -n "${ZDTM_LAUNCHER:-}" ] && ! kill -0 "$ZDTM_LAUNCHER" 2>/dev/null; then
 			zdtm_fail "$prog exited before it was ready"
 			return 1
 		fi
