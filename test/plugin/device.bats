@@ -198,4 +198,6 @@ handed_over() {
 	pl_finish
 	grep -q 'Warn .*lazy_uffd: uffd [0-9]*: the kernel refused EVENT_FORK (no CAP_SYS_PTRACE); going on without it' "$PL_LOG"
 	grep -qE 'lazy_uffd: uffd [0-9]+ made through /dev/userfaultfd .*enabled 0x4c: EVENT_REMAP EVENT_REMOVE EVENT_UNMAP$' "$PL_LOG"
+	# The init line lists the events criu's uffds get: EVENT_FORK, though advertised, is not one.
+	grep -qE "lazy_uffd: userfaultfd\(2\) fails with EPERM: CRIU's uffds will be made through /dev/userfaultfd, opened now and .*; of the events a lazy restore needs they get EVENT_REMAP EVENT_REMOVE EVENT_UNMAP \(no EVENT_FORK\)$" "$PL_LOG"
 }
