@@ -186,10 +186,7 @@ handed_over() {
 	setsid setpriv --bounding-set -sys_ptrace unshare -p -f setsid "$ZDTM_PROG" --pidfile "$ZDTM_PIDFILE" \
 		--outfile "$ZDTM_OUT" --size 4M </dev/null >/dev/null 2>&1 &
 	ZDTM_LAUNCHER=$!
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$ZDTM_PIDFILE" ] && break
-		sleep 0.05
-	done
+	zdtm_wait_ready "$PL_NAME" test -s "$ZDTM_PIDFILE"
 	ZDTM_PID=$(cat "$ZDTM_PIDFILE")
 	zdtm_dump
 	pl_daemon ours
