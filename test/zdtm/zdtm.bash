@@ -4,6 +4,9 @@
 #   zdtm_start PROG [ARGS...]   start build/zdtm/PROG (or PROG, a path) as init of a new
 #                               pid namespace and session leader; wait for its pidfile
 #                               (sets ZDTM_PID)
+#   zdtm_wait_ready PROG READY...
+#                               the wait of zdtm_start, for files that start PROG their
+#                               own way: until the command READY... succeeds
 #   zdtm_dump [CRIU ARGS...]    criu dump -t ZDTM_PID -D ZDTM_IMG (the tree is killed)
 #   zdtm_restore [CRIU ARGS...] criu restore -d -D ZDTM_IMG (sets ZDTM_RPID)
 #                               (both also get ZDTM_DUMP_ARGS / ZDTM_RESTORE_ARGS, arrays
@@ -21,6 +24,9 @@
 #                               (given relative to ZDTM_DIR with ZDTM_LAZY_RELATIVE=1),
 #                               wait for its ready byte (--status-fd over a fifo), then
 #                               criu restore --lazy-pages with the same -W
+#   zdtm_read_ready FIFO TIMEOUT
+#                               a daemon's ready byte from its --status-fd fifo (also
+#                               for lu_plugin.bash's pl_daemon)
 #   zdtm_lazy_wait              wait for the daemon to exit; sets ZDTM_DRC
 #   zdtm_lazy_check             the daemon exited 0, its log has no Error line, (ours)
 #                               its --stats show pages served lazily, and no
