@@ -103,14 +103,8 @@ on_exit() {
 	comm=${comm##*/}
 	zdtm_kill "${ZDTM_RPID:-}" "$comm"
 	zdtm_kill "${ZDTM_PID:-}" "$comm"
-	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
 	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
-	zdtm_remote_teardown >/dev/null 2>&1
-	if [ "$rc" = 0 ]; then
-		rm -rf "$RUN"
-	else
-		echo "bench: the failed run's logs and images are in $RUN"
-	fi
+	bench_leave "$rc" "$RUN" "logs and images"
 }
 
 # setup_size SIZE: start the workload, dump it, make the destination's scrubbed copy.

@@ -84,13 +84,7 @@ on_exit() {
 	local rc=$?
 	kill_case
 	zdtm_kill "${ZDTM_PID:-}" workload
-	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
-	zdtm_remote_teardown >/dev/null 2>&1
-	if [ "$rc" = 0 ]; then
-		rm -rf "$FRUN"
-	else
-		echo "bench-fanout: the failed run's files are in $FRUN"
-	fi
+	bench_leave "$rc" "$FRUN" files
 }
 
 # wait_for WHAT CMD...: CMD succeeds within TIMEOUT, else the run fails: WHAT after TIMEOUT.

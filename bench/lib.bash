@@ -45,3 +45,16 @@ mib() {
 kv() {
 	sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1
 }
+
+# bench_leave RC DIR WHAT: at exit, after the script's own processes went (by pid): the
+# zdtm program's launcher and the network namespaces go; DIR too when RC is 0, else it
+# stays for a look (it holds WHAT).
+bench_leave() {
+	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
+	zdtm_remote_teardown >/dev/null 2>&1
+	if [ "$1" = 0 ]; then
+		rm -rf "$2"
+	else
+		echo "$BENCH_NAME: the failed run's $3 are in $2"
+	fi
+}
