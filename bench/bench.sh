@@ -43,16 +43,10 @@
 
 set -uo pipefail
 
-TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=../test/lib.bash
-. "$TOP/test/lib.bash"
-# shellcheck source=../test/zdtm/zdtm.bash
-. "$TOP/test/zdtm/zdtm.bash"
-# shellcheck source=../test/zdtm/remote.bash
-. "$TOP/test/zdtm/remote.bash"
+BENCH_NAME=bench
+# shellcheck source=lib.bash
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
-BIN=$LU_BUILD/bench
-OUT=${BENCH_OUT:-$LU_BUILD/bench}
 RUN=$OUT/run
 CSV=$OUT/results.csv
 SUMMARY=$OUT/summary.csv
@@ -82,11 +76,6 @@ ZDTM_VERBOSITY=2
 CPU_WORK=0
 CPU_DAEMON=1
 
-die() {
-	echo "bench: FAILED: $*"
-	exit 1
-}
-
 usage_check() {
 	local w
 	for w in $PATTERNS; do
@@ -102,19 +91,6 @@ usage_check() {
 	[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPS: '$REPS' is not a positive number"
 }
 
-# mib SIZE: 256M -> 256, 1G -> 1024.
-mib() {
-	case $1 in
-	*G) echo $((${1%G} * 1024)) ;;
-	*M) echo "${1%M}" ;;
-	esac
-}
-
-# kv FILE KEY: the value of KEY=... in FILE (empty if absent).
-kv() {
-	sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1
-}
-
 # json FILE KEY: the first numeric value of "KEY": in FILE.
 json() {
 	grep -oE "\"$2\": *[0-9.]+" "$1" 2>/dev/null | head -n 1 | grep -oE '[0-9.]+$'
@@ -127,14 +103,8 @@ on_exit() {
 	comm=${comm##*/}
 	zdtm_kill "${ZDTM_RPID:-}" "$comm"
 	zdtm_kill "${ZDTM_PID:-}" "$comm"
-	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
 	[ -n "${ZDTM_DPID:-}" ] && zdtm_kill "$ZDTM_DPID" "$(zdtm_daemon_comm)"
-	zdtm_remote_teardown >/dev/null 2>&1
-	if [ "$rc" = 0 ]; then
-		rm -rf "$RUN"
-	else
-		echo "bench: the failed run's logs and images are in $RUN"
-	fi
+	bench_leave "$rc" "$RUN" "logs and images"
 }
 
 # setup_size SIZE: start the workload, dump it, make the destination's scrubbed copy.
@@ -431,13 +401,7 @@ report() {
 }
 
 usage_check
-[ "$(id -u)" = 0 ] || die "needs root (checkpoint/restore, namespaces)"
-[ -r "$LU_CRIU_ENV" ] || die "no $LU_CRIU_ENV: run 'make deps'"
-# shellcheck source=/dev/null
-. "$LU_CRIU_ENV"
-for f in workload floor rusage warm; do
-	[ -x "$BIN/$f" ] || die "$BIN/$f is not built: make bench"
-done
+bench_require bench workload floor rusage warm
 [ -x "$LAZY_UFFD" ] || die "$LAZY_UFFD is not built: make"
 command -v taskset >/dev/null || die "taskset (util-linux) is missing"
 [ "$(nproc)" -ge 2 ] || CPU_DAEMON=0

@@ -32,16 +32,10 @@
 
 set -uo pipefail
 
-TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=../test/lib.bash
-. "$TOP/test/lib.bash"
-# shellcheck source=../test/zdtm/zdtm.bash
-. "$TOP/test/zdtm/zdtm.bash"
-# shellcheck source=../test/zdtm/remote.bash
-. "$TOP/test/zdtm/remote.bash"
+BENCH_NAME=bench-fanout
+# shellcheck source=lib.bash
+. "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
-BIN=$LU_BUILD/bench
-OUT=${BENCH_OUT:-$LU_BUILD/bench}
 FRUN=$OUT/fanout-run
 CSV=$OUT/fanout.csv
 NS=${BENCH_FANOUT:-1 4 16 64}
@@ -57,11 +51,6 @@ ZDTM_START_TIMEOUT=$TIMEOUT
 ZDTM_READY_TIMEOUT=60
 ZDTM_VERBOSITY=2
 
-die() {
-	echo "bench-fanout: FAILED: $*"
-	exit 1
-}
-
 [ "$NS" = 0 ] && exit 0
 for w in $NS; do
 	if [[ ! $w =~ ^[1-9][0-9]*$ ]] || ((w > 200)); then
@@ -73,25 +62,8 @@ for w in $SERVERS; do
 done
 [[ $SIZE =~ ^[0-9]+[MG]$ ]] || die "BENCH_FANOUT_SIZE: '$SIZE' is not like 16M"
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "BENCH_FANOUT_REPS: '$REPS' is not a positive number"
-[ "$(id -u)" = 0 ] || die "needs root (checkpoint/restore, namespaces)"
-[ -r "$LU_CRIU_ENV" ] || die "no $LU_CRIU_ENV: run 'make deps'"
-# shellcheck source=/dev/null
-. "$LU_CRIU_ENV"
-for f in workload rusage warm; do
-	[ -x "$BIN/$f" ] || die "$BIN/$f is not built: make bench-fanout"
-done
+bench_require bench-fanout workload rusage warm
 [ "$(nproc)" -ge 2 ] || CPU_SRV=0
-
-mib() {
-	case $1 in
-	*G) echo $((${1%G} * 1024)) ;;
-	*M) echo "${1%M}" ;;
-	esac
-}
-
-kv() {
-	sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n 1
-}
 
 # Every process a case starts, as "pid comm", so that a failure kills them by pid.
 PIDS=()
@@ -112,43 +84,37 @@ on_exit() {
 	local rc=$?
 	kill_case
 	zdtm_kill "${ZDTM_PID:-}" workload
-	zdtm_kill "${ZDTM_LAUNCHER:-}" unshare
-	zdtm_remote_teardown >/dev/null 2>&1
-	if [ "$rc" = 0 ]; then
-		rm -rf "$FRUN"
-	else
-		echo "bench-fanout: the failed run's files are in $FRUN"
-	fi
+	bench_leave "$rc" "$FRUN" files
+}
+
+# wait_for WHAT CMD...: CMD succeeds within TIMEOUT, else the run fails: WHAT after TIMEOUT.
+wait_for() {
+	local what=$1 i
+	shift
+	for ((i = 0; i < TIMEOUT * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	die "$what after ${TIMEOUT}s"
 }
 
 # wait_file FILE WHAT: FILE exists and is not empty, within TIMEOUT.
 wait_file() {
-	local i
-	for ((i = 0; i < TIMEOUT * 20; i++)); do
-		[ -s "$1" ] && return 0
-		sleep 0.05
-	done
-	die "$2: nothing in $1 after ${TIMEOUT}s"
+	wait_for "$2: nothing in $1" test -s "$1"
 }
 
 # wait_exists FILE WHAT: FILE exists, within TIMEOUT.
 wait_exists() {
-	local i
-	for ((i = 0; i < TIMEOUT * 20; i++)); do
-		[ -e "$1" ] && return 0
-		sleep 0.05
-	done
-	die "$2: no $1 after ${TIMEOUT}s"
+	wait_for "$2: no $1" test -e "$1"
+}
+
+gone() {
+	! zdtm_alive "$1"
 }
 
 # wait_gone PID WHAT: within TIMEOUT.
 wait_gone() {
-	local i
-	for ((i = 0; i < TIMEOUT * 20; i++)); do
-		zdtm_alive "$1" || return 0
-		sleep 0.05
-	done
-	die "$2 (pid $1) still runs after ${TIMEOUT}s"
+	wait_for "$2 (pid $1) still runs" gone "$1"
 }
 
 # sample PIDFILE OUT: every 0.2 s, the threads and RSS (KiB) summed over the pids listed
@@ -163,6 +129,19 @@ sample() {
 	done
 }
 
+# serve PREFIX PORT CMD...: the page server CMD on PORT in the source namespace, on
+# CPU_SRV, under bench/rusage (PREFIX.times); its output in PREFIX.out, its ready byte in
+# PREFIX.ready. Listed in PIDS.
+serve() {
+	local prefix=$1 port=$2
+	shift 2
+	rm -f "$prefix.ready"
+	nsenter --net=/run/netns/"$ZDTM_NS_SRC" "$BIN/rusage" -o "$prefix.times" -- taskset -c "$CPU_SRV" \
+		"$@" -o ps.log -v2 --address "$ZDTM_REMOTE_SRC_IP" --port "$port" --status-fd 9 \
+		9>"$prefix.ready" </dev/null >"$prefix.out" 2>&1 &
+	PIDS+=("$! rusage")
+}
+
 # run_case N SERVER REP: one fan-out; appends its line to the CSV.
 run_case() {
 	local n=$1 server=$2 rep=$3 tag="N=$1 $2 rep $3" c=$FRUN/case i p port rc
@@ -171,31 +150,23 @@ run_case() {
 	: >"$c/server.pids"
 	PIDS=()
 	# The server side, in the source namespace, on CPU_SRV.
+	local names=() whats=()
 	if [ "$server" = ours ]; then
-		rm -f "$c/ps.ready"
-		nsenter --net=/run/netns/"$ZDTM_NS_SRC" "$BIN/rusage" -o "$c/ps.times" -- taskset -c "$CPU_SRV" \
-			"$LAZY_UFFD" page-server -D "$ZDTM_SRCIMG" -W "$c" -o ps.log -v2 \
-			--address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT" --status-fd 9 \
-			9>"$c/ps.ready" </dev/null >"$c/ps.out" 2>&1 &
-		PIDS+=("$! rusage")
-		wait_file "$c/ps.ready" "$tag: lazy-uffd page-server"
-		p=$(ps -o pid= --ppid "${PIDS[0]% *}" | tr -d " ")
-		[ -n "$p" ] || die "$tag: no lazy-uffd page-server under its wrapper"
-		echo "$p" >>"$c/server.pids"
+		serve "$c/ps" "$ZDTM_REMOTE_PORT" "$LAZY_UFFD" page-server -D "$ZDTM_SRCIMG" -W "$c"
+		names=(ps) whats=("lazy-uffd page-server")
 	else
 		for ((i = 0; i < n; i++)); do
 			mkdir -p "$c/ps$i"
-			nsenter --net=/run/netns/"$ZDTM_NS_SRC" "$BIN/rusage" -o "$c/ps$i.times" -- taskset -c "$CPU_SRV" \
-				"$CRIU" page-server --lazy-pages -D "$ZDTM_SRCIMG" -W "$c/ps$i" -o ps.log -v2 \
-				--address "$ZDTM_REMOTE_SRC_IP" --port $((CRIU_PORT0 + i)) --status-fd 9 \
-				9>"$c/ps$i.ready" </dev/null >"$c/ps$i.out" 2>&1 &
-			PIDS+=("$! rusage")
-		done
-		for ((i = 0; i < n; i++)); do
-			wait_file "$c/ps$i.ready" "$tag: criu page-server $i"
-			ps -o pid= --ppid "${PIDS[i]% *}" | tr -d " " >>"$c/server.pids"
+			serve "$c/ps$i" $((CRIU_PORT0 + i)) "$CRIU" page-server --lazy-pages -D "$ZDTM_SRCIMG" -W "$c/ps$i"
+			names+=("ps$i") whats+=("criu page-server $i")
 		done
 	fi
+	for ((i = 0; i < ${#names[@]}; i++)); do
+		wait_file "$c/${names[i]}.ready" "$tag: ${whats[i]}"
+		p=$(ps -o pid= --ppid "${PIDS[i]% *}" | tr -d " ")
+		[ -n "$p" ] || die "$tag: no ${whats[i]} under its wrapper"
+		echo "$p" >>"$c/server.pids"
+	done
 	local nsrv=${#PIDS[@]}
 	sample "$c/server.pids" "$c/samples" &
 	SAMPLER=$!

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../test/tools/child.h"
+
 static volatile pid_t child;
 
 static double clock_now(clockid_t clk)
@@ -69,11 +71,7 @@ static int signal_pidfile(const char *path, int sig)
 	return kill((pid_t)pid, sig) ? -errno : 0;
 }
 
-static void usage(void)
-{
-	fprintf(stderr, "usage: bench-rusage -o FILE [--kill-pidfile PIDFILE [--signal N]] -- CMD [ARGS...]\n");
-	exit(2);
-}
+#define USAGE "bench-rusage -o FILE [--kill-pidfile PIDFILE [--signal N]] -- CMD [ARGS...]"
 
 int main(int argc, char **argv)
 {
@@ -84,7 +82,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *out = NULL, *kill_pidfile = NULL;
-	int sig = SIGTERM, c, status, code, kret = 0;
+	int sig = SIGTERM, c, code, kret = 0;
 	double t0, t1, treal;
 	struct sigaction sa = { .sa_handler = forward };
 	struct rusage ru;
@@ -103,11 +101,11 @@ int main(int argc, char **argv)
 			sig = atoi(optarg);
 			break;
 		default:
-			usage();
+			child_usage(USAGE);
 		}
 	}
 	if (!out || optind >= argc)
-		usage();
+		child_usage(USAGE);
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -133,15 +131,13 @@ int main(int argc, char **argv)
 	for (c = 3; c < 1024; c++)
 		close(c);
 
-	while (wait4(pid, &status, 0, &ru) < 0) {
-		if (errno != EINTR) {
-			perror("bench-rusage: wait4");
-			return 1;
-		}
+	code = child_reap(pid, &ru);
+	if (code < 0) {
+		perror("bench-rusage: wait4");
+		return 1;
 	}
 	t1 = clock_now(CLOCK_MONOTONIC);
 	treal = clock_now(CLOCK_REALTIME);
-	code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	if (kill_pidfile && code == 0)
 		kret = signal_pidfile(kill_pidfile, sig);
 

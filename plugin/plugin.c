@@ -228,19 +228,34 @@ static int keep_device(int devfd, char *where, size_t len)
 
 /*
  * A device uffd with the events CRIU needs, at init: the kernel refuses EVENT_FORK
- * without CAP_SYS_PTRACE, and the restore should stop before any task exists.
+ * without CAP_SYS_PTRACE, and the restore should stop before any task exists. *@got:
+ * the events a device uffd of criu's gets (the probe lists EVENT_FORK as offered even
+ * to a caller it will refuse it to). Returns 0 with EVENT_FORK among them; -EPERM when
+ * it was refused and -EOPNOTSUPP when it is not offered (*@got: the others, as far as a
+ * handshake without it took them); else -errno of the handshake.
  */
-static int check_fork_event(int devfd)
+static int check_fork_event(int devfd, uint64_t *got)
 {
+	uint64_t want = UFFD_NEED_FEATURES & lu.dev_features;
 	int uffd, ret;
 
-	if (!(lu.dev_features & UFFD_EV_FORK))
-		return -EOPNOTSUPP;
+	*got = 0;
 	uffd = uffd_dev_new(devfd, O_CLOEXEC | O_NONBLOCK);
 	if (uffd < 0)
 		return uffd;
-	ret = uffd_api(uffd, UFFD_NEED_FEATURES & lu.dev_features, NULL, NULL);
+	ret = uffd_api(uffd, want, NULL, NULL);
+	if (ret == -EPERM && (want & UFFD_EV_FORK)) {
+		/* What redirect.c's handshake falls back on with LAZY_UFFD_ALLOW_NO_FORK_EVENT=1. */
+		want &= ~UFFD_EV_FORK;
+		if (uffd_api(uffd, want, NULL, NULL))
+			want = 0;
+	}
 	close(uffd);
+	if (ret && ret != -EPERM)
+		return ret;
+	*got = want;
+	if (!ret && !(want & UFFD_EV_FORK))
+		return -EOPNOTSUPP;
 	return ret;
 }
 
@@ -261,7 +276,7 @@ static int restore_init(void)
 {
 	bool lazy = restore_is_lazy();
 	char msg[1024], where[128], names[256], why[64];
-	uint64_t ioctls;
+	uint64_t ioctls, got;
 	int sys_err = 0;
 	int devfd, fd, ret;
 
@@ -343,7 +358,7 @@ static int restore_init(void)
 	}
 	lu.dev_probed = true;
 
-	ret = check_fork_event(devfd);
+	ret = check_fork_event(devfd, &got);
 	if (ret && ret != -EPERM && ret != -EOPNOTSUPP) {
 		snprintf(msg, sizeof(msg), "%s: UFFDIO_API asking for the events a lazy restore needs failed: %s",
 			 lu.device, strerror(-ret));
@@ -369,10 +384,10 @@ static int restore_init(void)
 	if (ret)
 		return init_failed(lazy, "the device cannot be kept for the restored tasks (see above)");
 
-	uffd_features_str(lu.dev_features & UFFD_NEED_FEATURES, names, sizeof(names));
+	uffd_features_str(got, names, sizeof(names));
 	lu_info("%s: CRIU's uffds will be made through %s, opened now and %s; of the events a lazy restore "
-		"needs the device offers %s",
-		why, lu.device, where, names);
+		"needs they get %s%s",
+		why, lu.device, where, names, got & UFFD_EV_FORK ? "" : " (no EVENT_FORK)");
 	return 0;
 }
 

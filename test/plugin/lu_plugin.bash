@@ -67,11 +67,10 @@ pl_start() {
 
 # pl_daemon [ours|criu] [CMD PREFIX...]: the daemon, on ZDTM_IMG (work dir = images dir).
 pl_daemon() {
-	local which=${1:-ours} fifo=$BATS_TEST_TMPDIR/ready.fifo fd byte= i ok=
+	local which=${1:-ours} fifo=$BATS_TEST_TMPDIR/ready.fifo
 	[ $# -gt 0 ] && shift
 	rm -f "$fifo"
 	mkfifo "$fifo"
-	exec {fd}<>"$fifo"
 	case $which in
 	ours)
 		PL_DCOMM=lazy-uffd
@@ -85,16 +84,8 @@ pl_daemon() {
 		;;
 	esac
 	PL_DPID=$!
-	for ((i = 0; i < 200; i++)); do
-		if IFS= read -r -d '' -t 0.1 -u "$fd" byte; then
-			ok=1
-			break
-		fi
-		kill -0 "$PL_DPID" 2>/dev/null || break
-	done
-	exec {fd}<&-
-	[ -n "$ok" ] && return 0
-	echo "the $which lazy-pages daemon did not get ready"
+	zdtm_read_ready "$fifo" "$ZDTM_READY_TIMEOUT" && return 0
+	echo "the $which lazy-pages daemon did not get ready (read status $ZDTM_READY_RC${ZDTM_READY_READ:+, it wrote '$ZDTM_READY_READ'})"
 	cat "$BATS_TEST_TMPDIR/daemon.out" "$ZDTM_IMG/lazy.log" 2>/dev/null | tail -n 20
 	return 1
 }

@@ -29,6 +29,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
+
 #define SETUP_FAILED 125
 
 struct child_args {
@@ -116,11 +118,7 @@ static int write_pid(const char *file, pid_t pid)
 	return 0;
 }
 
-static void usage(void)
-{
-	fprintf(stderr, "usage: ns-run --root DIR --map INSIDE:OUTSIDE:COUNT --hostpid FILE -- PROG [ARGS...]\n");
-	exit(2);
-}
+#define USAGE "ns-run --root DIR --map INSIDE:OUTSIDE:COUNT --hostpid FILE -- PROG [ARGS...]"
 
 int main(int argc, char **argv)
 {
@@ -151,13 +149,13 @@ int main(int argc, char **argv)
 			hostpid = optarg;
 			break;
 		default:
-			usage();
+			child_usage(USAGE);
 		}
 	}
 	if (!a.root || !map || !hostpid || optind >= argc)
-		usage();
+		child_usage(USAGE);
 	if (sscanf(map, "%lu:%lu:%lu", &in, &out, &count) != 3 || !count)
-		usage();
+		child_usage(USAGE);
 	snprintf(line, sizeof(line), "%lu %lu %lu\n", in, out, count);
 	a.argv = argv + optind;
 
@@ -177,11 +175,6 @@ int main(int argc, char **argv)
 	}
 	close(a.sync[1]);
 
-	while (waitpid(pid, &ws, 0) < 0) {
-		if (errno != EINTR)
-			return die("waitpid");
-	}
-	if (WIFSIGNALED(ws))
-		return 128 + WTERMSIG(ws);
-	return WEXITSTATUS(ws);
+	ws = child_reap(pid, NULL);
+	return ws < 0 ? die("waitpid") : ws;
 }

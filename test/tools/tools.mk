@@ -55,6 +55,6 @@ $(HWBP_PROBE): test/tools/hwbp-probe.c
 NS_RUN		:= $(O)/test/tools/ns-run
 TEST_PROGS	+= $(NS_RUN)
 
-$(NS_RUN): test/tools/ns-run.c
+$(NS_RUN): test/tools/ns-run.c test/tools/child.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $<

@@ -442,6 +442,78 @@ static int expect_killed(const char *who, pid_t pid, int ms)
 }
 
 /*
+ * A restored task that forks a child after the restore, and the pipes between them and
+ * the harness: go tells the child to read on, rep brings the child's report (its pages
+ * still missing), pp the child's pid from the task.
+ */
+struct family {
+	int go[2], rep[2], pp[2];
+	pid_t task, child;
+};
+
+static int family_pipes(struct family *f)
+{
+	return pipe(f->go) || pipe(f->rep) || pipe(f->pp) ? -1 : 0;
+}
+
+/*
+ * family_fork: the pipes and the task, which hands its uffd over and forks the child,
+ * CHILD(go, rep). Returns 0 in the task (f->child is its child), the task's pid in the
+ * harness, -1 when the pipes or the fork failed.
+ */
+static pid_t family_fork(struct family *f, void (*child)(int go_fd, int report_fd))
+{
+	if (family_pipes(f))
+		return -1;
+	f->task = fork();
+	if (f->task)
+		return f->task;
+	if (task_handover())
+		_exit(1);
+	f->child = fork();
+	if (!f->child)
+		child(f->go[0], f->rep[1]);
+	return 0;
+}
+
+/* family_name_child: in the task, tell the harness the child's pid (or exit 1). */
+static void family_name_child(struct family *f)
+{
+	if (write(f->pp[1], &f->child, sizeof(f->child)) != sizeof(f->child))
+		_exit(1);
+}
+
+/*
+ * family_check: in the harness, the child's pid from the task (else fail: the task did
+ * not WHAT) and its report: WANT pages missing.
+ */
+static int family_check(struct family *f, const char *what, uint64_t want)
+{
+	uint64_t missing;
+
+	track(f->task);
+	if (read(f->pp[0], &f->child, sizeof(f->child)) != sizeof(f->child))
+		FAIL("the task did not %s", what);
+	track(f->child);
+	if (read(f->rep[0], &missing, sizeof(missing)) != sizeof(missing))
+		FAIL("the child did not report");
+	if (missing != want)
+		FAIL("premise: the child had %llu of %llu pages missing before the finish word, not %llu",
+		     (unsigned long long)missing, (unsigned long long)data_pages, (unsigned long long)want);
+	return 0;
+}
+
+/* family_go: the daemon is dead: tell the child to read its pages. */
+static int family_go(struct family *f)
+{
+	if (kill_daemon())
+		FAIL("killing the daemon: %m");
+	if (write(f->go[1], "g", 1) != 1)
+		FAIL("telling the child: %m");
+	return 0;
+}
+
+/*
  * fork-exit-kill: the task forks after the restore and exits at once, so its child is
  * an orphan (ours, as the subreaper) before the daemon could find it among the task's
  * children; then the daemon is killed with the child's memory incomplete. The guard
@@ -453,38 +525,21 @@ static int expect_killed(const char *who, pid_t pid, int ms)
  */
 static int fork_exit(bool unclaimed)
 {
-	int go[2], rep[2], pp[2];
-	pid_t task, child;
-	uint64_t missing;
+	struct family f;
 
 	vma_pages = data_pages = unclaimed ? 256 : 256 << 8; /* 1 MiB, 256 MiB */
 	if (write_images() || start_daemon())
 		return 1;
-	if (pipe(go) || pipe(rep) || pipe(pp))
+	switch (family_fork(&f, reader_child)) {
+	case -1:
 		return 1;
-	task = fork();
-	if (!task) {
-		pid_t c;
-
-		if (task_handover())
-			_exit(1);
-		c = fork();
-		if (!c)
-			reader_child(go[0], rep[1]);
-		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
-			_exit(1);
+	case 0:
+		family_name_child(&f);
 		_exit(0);
 	}
-	track(task);
-	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
-		FAIL("the task did not fork");
-	track(child);
-	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
-		FAIL("the child did not report");
-	waitpid(task, NULL, 0);
-	if (missing != data_pages)
-		FAIL("premise: the child had %llu of %llu pages missing before the finish word",
-		     (unsigned long long)missing, (unsigned long long)data_pages);
+	if (family_check(&f, "fork", data_pages))
+		return 1;
+	waitpid(f.task, NULL, 0);
 	if (unclaimed) {
 		if (log_has("forked after the restore is pid"))
 			FAIL("premise: the daemon found the child before the finish word");
@@ -493,11 +548,9 @@ static int fork_exit(bool unclaimed)
 			FAIL("finish word: %m");
 		wait_claimed();
 	}
-	if (kill_daemon())
-		FAIL("killing the daemon: %m");
-	if (write(go[1], "g", 1) != 1)
-		FAIL("telling the child: %m");
-	return expect_killed(unclaimed ? "the orphaned child nobody had named" : "the orphaned child", child, 15000);
+	if (family_go(&f))
+		return 1;
+	return expect_killed(unclaimed ? "the orphaned child nobody had named" : "the orphaned child", f.child, 15000);
 }
 
 static int case_fork_exit_kill(void)
@@ -518,29 +571,20 @@ static int case_fork_exit_unclaimed(void)
  */
 static int case_fork_complete_kill(void)
 {
-	int go[2], rep[2], pp[2], tgo[2];
-	pid_t task, child;
-	uint64_t missing;
+	struct family f;
+	int tgo[2];
+	uint64_t bad;
 	char b;
 
 	vma_pages = data_pages = 256 << 8;
-	if (write_images() || start_daemon())
+	if (write_images() || start_daemon() || pipe(tgo))
 		return 1;
-	if (pipe(go) || pipe(rep) || pipe(pp) || pipe(tgo))
+	switch (family_fork(&f, reader_child)) {
+	case -1:
 		return 1;
-	task = fork();
-	if (!task) {
-		pid_t c;
-		uint64_t bad;
-
-		if (task_handover())
-			_exit(1);
-		c = fork();
-		if (!c)
-			reader_child(go[0], rep[1]);
+	case 0:
 		bad = bad_pages();
-		if (write(pp[1], &c, sizeof(c)) != sizeof(c))
-			_exit(1);
+		family_name_child(&f);
 		if (bad)
 			_exit(2);
 		/* Complete; wait (killed, or told the test is over). */
@@ -548,25 +592,16 @@ static int case_fork_complete_kill(void)
 			_exit(1);
 		_exit(0);
 	}
-	track(task);
-	if (read(pp[0], &child, sizeof(child)) != sizeof(child))
-		FAIL("the task did not fork or read its memory");
-	track(child);
-	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing))
-		FAIL("the child did not report");
-	if (missing != data_pages)
-		FAIL("premise: the child had %llu of %llu pages missing before the finish word",
-		     (unsigned long long)missing, (unsigned long long)data_pages);
+	if (family_check(&f, "fork or read its memory", data_pages))
+		return 1;
 	if (send_finish())
 		FAIL("finish word: %m");
 	wait_claimed();
-	if (kill_daemon())
-		FAIL("killing the daemon: %m");
-	if (write(go[1], "g", 1) != 1)
-		FAIL("telling the child: %m");
-	if (expect_killed("the forked child", child, 15000))
+	if (family_go(&f))
 		return 1;
-	if (expect_killed("the complete parent", task, 15000))
+	if (expect_killed("the forked child", f.child, 15000))
+		return 1;
+	if (expect_killed("the complete parent", f.task, 15000))
 		return 1;
 	return 0;
 }
@@ -779,13 +814,12 @@ static int case_enoent_wake(void)
 
 static void *fork_reader(void *arg)
 {
-	int *fds = arg;
-	pid_t c = fork();
+	struct family *f = arg;
 
-	if (!c)
-		reader_child(fds[0], fds[1]);
-	if (write(fds[2], &c, sizeof(c)) != sizeof(c))
-		_exit(1);
+	f->child = fork();
+	if (!f->child)
+		reader_child(f->go[0], f->rep[1]);
+	family_name_child(f);
 	return NULL;
 }
 
@@ -797,14 +831,13 @@ static void *fork_reader(void *arg)
  */
 static int case_fork_in_failed_batch(void)
 {
-	int go[2], rep[2], pp[2], fds[3], st;
+	struct family f;
 	char pages[4200];
 	pid_t task, child = 0;
+	int st;
 
 	vma_pages = data_pages = 256;
-	if (write_images() || start_daemon())
-		return 1;
-	if (pipe(go) || pipe(rep) || pipe(pp))
+	if (write_images() || start_daemon() || family_pipes(&f))
 		return 1;
 	snprintf(pages, sizeof(pages), "%s/pages-1.img", img_dir);
 	task = fork();
@@ -818,10 +851,7 @@ static int case_fork_in_failed_batch(void)
 		if (pthread_create(&th, NULL, faulter, (void *)(BASE + 100 * PG)))
 			_exit(1);
 		msleep(200); /* the fault is queued first, the FORK behind it */
-		fds[0] = go[0];
-		fds[1] = rep[1];
-		fds[2] = pp[1];
-		if (pthread_create(&fk, NULL, fork_reader, fds))
+		if (pthread_create(&fk, NULL, fork_reader, &f))
 			_exit(1);
 		msleep(200);
 		if (kill(daemon_pid, SIGCONT))
@@ -831,8 +861,8 @@ static int case_fork_in_failed_batch(void)
 		_exit(0);
 	}
 	track(task);
-	close(pp[1]);
-	close(rep[1]);
+	close(f.pp[1]);
+	close(f.rep[1]);
 	if (wait_status(daemon_pid, 15000, &st))
 		FAIL("the daemon did not end after a fault it could not serve");
 	daemon_pid = 0;
@@ -841,10 +871,10 @@ static int case_fork_in_failed_batch(void)
 	if (!log_has("killing restored task 1"))
 		FAIL("the daemon did not say it killed the task");
 	/* The task may have been killed before its fork returned: the log names the child. */
-	if (read(pp[0], &child, sizeof(child)) != sizeof(child) && log_pid("forked after the restore is pid ", &child))
+	if (read(f.pp[0], &child, sizeof(child)) != sizeof(child) && log_pid("forked after the restore is pid ", &child))
 		FAIL("neither the task nor the daemon's log named the forked child");
 	track(child);
-	if (write(go[1], "g", 1) != 1 && errno != EPIPE)
+	if (write(f.go[1], "g", 1) != 1 && errno != EPIPE)
 		FAIL("telling the child: %m");
 	return expect_killed("the child forked behind the failed fault", child, 15000);
 }
@@ -964,11 +994,12 @@ static void __attribute__((noreturn)) half_child(int go_fd, int report_fd)
 
 static int case_complete_no_spin(void)
 {
-	int ready[2], go[2], cgo[2], rep[2], st;
+	struct family f;
+	int go[2], st;
 	long before, after;
-	pid_t task, child, guard, ps;
+	pid_t guard, ps;
 	char port[16], b, what[64];
-	uint64_t missing;
+	uint64_t i, bad = 0;
 
 	vma_pages = data_pages = 16; /* the parent's half: one fault's fault-around */
 	snprintf(port, sizeof(port), "%d", free_port());
@@ -987,38 +1018,28 @@ static int case_complete_no_spin(void)
 	guard = guard_pid();
 	if (guard <= 0)
 		FAIL("the daemon has no guard process");
-	if (pipe(ready) || pipe(go) || pipe(cgo) || pipe(rep))
+	if (pipe(go))
 		return 1;
-	task = fork();
-	if (!task) {
-		uint64_t i, bad = 0;
-		pid_t c;
-
-		if (task_handover())
-			_exit(1);
-		c = fork();
-		if (!c)
-			half_child(cgo[0], rep[1]);
+	switch (family_fork(&f, half_child)) {
+	case -1:
+		return 1;
+	case 0:
 		if (munmap((void *)(BASE + data_pages / 2 * PG), data_pages / 2 * PG))
 			_exit(1);
 		for (i = 0; i < data_pages / 2; i++)
 			bad += *(const volatile uint64_t *)(BASE + i * PG) != BASE + i * PG;
 		if (bad)
 			_exit(2);
-		if (write(ready[1], &c, sizeof(c)) != sizeof(c))
-			_exit(1);
+		family_name_child(&f);
 		/* Told that the daemon has released us: queue an event on the closed uffd. */
 		if (read(go[0], &b, 1) != 1)
 			_exit(1);
 		munmap((void *)BASE, PG);
 		_exit(0);
 	}
-	track(task);
-	if (read(ready[0], &child, sizeof(child)) != sizeof(child))
-		FAIL("the task did not fork or read its memory");
-	track(child);
-	if (read(rep[0], &missing, sizeof(missing)) != sizeof(missing) || missing != data_pages / 2)
-		FAIL("premise: the forked child should have its %llu pages to come", (unsigned long long)data_pages / 2);
+	/* The child's half is to come, the parent's half it unmapped. */
+	if (family_check(&f, "fork or read its memory", data_pages / 2))
+		return 1;
 	if (kill(ps, SIGSTOP) || kill(guard, SIGSTOP))
 		FAIL("stopping the page server and the guard: %m");
 	if (send_finish())
@@ -1041,14 +1062,14 @@ static int case_complete_no_spin(void)
 	if (after - before > 20)
 		FAIL("the daemon used %ld ticks of CPU in 1 s with nothing to do: woken for a uffd it closed",
 		     after - before);
-	if (wait_status(task, 10000, &st))
+	if (wait_status(f.task, 10000, &st))
 		FAIL("the task's munmap did not return once the guard let its uffd go");
 	describe(st, what, sizeof(what));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		FAIL("the task read wrong pages or failed: %s", what);
-	if (write(cgo[1], "g", 1) != 1)
+	if (write(f.go[1], "g", 1) != 1)
 		FAIL("telling the child: %m");
-	if (wait_status(child, 10000, &st))
+	if (wait_status(f.child, 10000, &st))
 		FAIL("the forked child did not get its pages once the page server was back");
 	describe(st, what, sizeof(what));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)

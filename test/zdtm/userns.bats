@@ -57,7 +57,7 @@ teardown() {
 # into UNS_ROOT, started by ns-run with its pidfile and outfile in /out (UNS_ROOT/out
 # here). ZDTM_PID is its pid as the host sees it (the one it writes itself is 1).
 zdtm_start() {
-	local prog=$1-static i
+	local prog=$1-static
 	shift
 	ZDTM_PROG=$LU_BUILD/zdtm/$prog
 	[ -x "$ZDTM_PROG" ] || { echo "zdtm: $ZDTM_PROG is not built ('make $ZDTM_PROG')"; return 1; }
@@ -67,26 +67,21 @@ zdtm_start() {
 		"/$prog" --pidfile /out/pid --outfile /out/out "$@" </dev/null >/dev/null 2>"$ZDTM_ERR" 3>&- &
 	ZDTM_LAUNCHER=$!
 	UNS_LAUNCHER=$ZDTM_LAUNCHER
-	for ((i = 0; i < ZDTM_START_TIMEOUT * 20; i++)); do
-		if [ -s "$ZDTM_PIDFILE" ] && [ -s "$UNS_HOSTPID" ]; then
-			ZDTM_PID=$(cat "$UNS_HOSTPID")
-			zdtm_alive "$ZDTM_PID" || { zdtm_fail "$prog: host pid $ZDTM_PID is not running"; return 1; }
-			# What a container sees: its own root, uid 0 mapped, and no device node.
-			[ "$(awk '{ print $1, $2, $3 }' /proc/"$ZDTM_PID"/uid_map)" = "0 $UNS_UID 65536" ] ||
-				{ zdtm_fail "uid_map of $ZDTM_PID: $(cat /proc/"$ZDTM_PID"/uid_map)"; return 1; }
-			[ "$(readlink /proc/"$ZDTM_PID"/ns/user)" != "$(readlink /proc/self/ns/user)" ] ||
-				{ zdtm_fail "$prog runs in our user namespace"; return 1; }
-			[ -c /proc/"$ZDTM_PID"/root/dev/null ] && [ ! -e /proc/"$ZDTM_PID"/root/dev/userfaultfd ] ||
-				{ zdtm_fail "$prog's root is not UNS_ROOT: $(ls /proc/"$ZDTM_PID"/root/dev)"; return 1; }
-			return 0
-		fi
-		if ! kill -0 "$ZDTM_LAUNCHER" 2>/dev/null; then
-			zdtm_fail "$prog exited before it was ready"
-			return 1
-		fi
-		sleep 0.05
-	done
-	zdtm_fail "$prog: no pidfile after ${ZDTM_START_TIMEOUT}s"
+	zdtm_wait_ready "$prog" uns_started || return 1
+	ZDTM_PID=$(cat "$UNS_HOSTPID")
+	zdtm_alive "$ZDTM_PID" || { zdtm_fail "$prog: host pid $ZDTM_PID is not running"; return 1; }
+	# What a container sees: its own root, uid 0 mapped, and no device node.
+	[ "$(awk '{ print $1, $2, $3 }' /proc/"$ZDTM_PID"/uid_map)" = "0 $UNS_UID 65536" ] ||
+		{ zdtm_fail "uid_map of $ZDTM_PID: $(cat /proc/"$ZDTM_PID"/uid_map)"; return 1; }
+	[ "$(readlink /proc/"$ZDTM_PID"/ns/user)" != "$(readlink /proc/self/ns/user)" ] ||
+		{ zdtm_fail "$prog runs in our user namespace"; return 1; }
+	[ -c /proc/"$ZDTM_PID"/root/dev/null ] && [ ! -e /proc/"$ZDTM_PID"/root/dev/userfaultfd ] ||
+		{ zdtm_fail "$prog's root is not UNS_ROOT: $(ls /proc/"$ZDTM_PID"/root/dev)"; return 1; }
+}
+
+# uns_started: the program wrote its pidfile and ns-run the host pid.
+uns_started() {
+	[ -s "$ZDTM_PIDFILE" ] && [ -s "$UNS_HOSTPID" ]
 }
 
 # uns_plugin_checks: the restored task was refused userfaultfd(2) and made its uffd

@@ -4,6 +4,9 @@
 #   zdtm_start PROG [ARGS...]   start build/zdtm/PROG (or PROG, a path) as init of a new
 #                               pid namespace and session leader; wait for its pidfile
 #                               (sets ZDTM_PID)
+#   zdtm_wait_ready PROG READY...
+#                               the wait of zdtm_start, for files that start PROG their
+#                               own way: until the command READY... succeeds
 #   zdtm_dump [CRIU ARGS...]    criu dump -t ZDTM_PID -D ZDTM_IMG (the tree is killed)
 #   zdtm_restore [CRIU ARGS...] criu restore -d -D ZDTM_IMG (sets ZDTM_RPID)
 #                               (both also get ZDTM_DUMP_ARGS / ZDTM_RESTORE_ARGS, arrays
@@ -21,6 +24,9 @@
 #                               (given relative to ZDTM_DIR with ZDTM_LAZY_RELATIVE=1),
 #                               wait for its ready byte (--status-fd over a fifo), then
 #                               criu restore --lazy-pages with the same -W
+#   zdtm_read_ready FIFO TIMEOUT
+#                               a daemon's ready byte from its --status-fd fifo (also
+#                               for lu_plugin.bash's pl_daemon)
 #   zdtm_lazy_wait              wait for the daemon to exit; sets ZDTM_DRC
 #   zdtm_lazy_check             the daemon exited 0, its log has no Error line, (ours)
 #                               its --stats show pages served lazily, and no
@@ -160,7 +166,7 @@ zdtm_kill() {
 
 # zdtm_start PROG [ARGS...]: PROG is a name in build/zdtm/, or a path (bench/workload).
 zdtm_start() {
-	local prog=$1 i
+	local prog=$1
 	shift
 	ZDTM_PROG=$LU_BUILD/zdtm/$prog
 	[[ $prog == */* ]] && ZDTM_PROG=$prog
@@ -169,14 +175,22 @@ zdtm_start() {
 	"${ZDTM_SRC_NS[@]}" setsid unshare -p -f setsid "$ZDTM_PROG" --pidfile "$ZDTM_PIDFILE" --outfile "$ZDTM_OUT" \
 		"$@" </dev/null >/dev/null 2>"$ZDTM_ERR" 3>&- &
 	ZDTM_LAUNCHER=$!
+	zdtm_wait_ready "$prog" test -s "$ZDTM_PIDFILE" || return 1
+	ZDTM_PID=$(cat "$ZDTM_PIDFILE")
+	zdtm_alive "$ZDTM_PID" && return 0
+	zdtm_fail "$prog: pid $ZDTM_PID from the pidfile is not running"
+}
+
+# zdtm_wait_ready PROG READY...: PROG was started in the background (by ZDTM_LAUNCHER,
+# when set): wait until the command READY... (its pidfile is there) succeeds, at most
+# ZDTM_START_TIMEOUT seconds and no longer than the launcher lives. Also for the
+# zdtm_start of files that start programs their own way (userns.bats, unpriv.bats).
+zdtm_wait_ready() {
+	local prog=$1 i
+	shift
 	for ((i = 0; i < ZDTM_START_TIMEOUT * 20; i++)); do
-		if [ -s "$ZDTM_PIDFILE" ]; then
-			ZDTM_PID=$(cat "$ZDTM_PIDFILE")
-			zdtm_alive "$ZDTM_PID" && return 0
-			zdtm_fail "$prog: pid $ZDTM_PID from the pidfile is not running"
-			return 1
-		fi
-		if ! kill -0 "$ZDTM_LAUNCHER" 2>/dev/null; then
+		"$@" && return 0
+		if [ -n "${ZDTM_LAUNCHER:-}" ] && ! kill -0 "$ZDTM_LAUNCHER" 2>/dev/null; then
 			zdtm_fail "$prog exited before it was ready"
 			return 1
 		fi
@@ -295,10 +309,32 @@ zdtm_daemon_comm() {
 	esac
 }
 
+# zdtm_read_ready FIFO TIMEOUT: the ready byte (one NUL, then EOF) of a process started
+# in the background with --status-fd on FIFO opened for writing by its shell; FIFO is
+# removed. Returns 0 on the NUL; else 1 with ZDTM_READY_RC, read's status (> 128: no byte
+# in TIMEOUT seconds, else EOF), and ZDTM_READY_READ, what came instead of the NUL.
+# Read-only: the open meets the writer's (its shell opened the fifo before the exec), and
+# a writer that dies without writing gives EOF at once. One read with the whole timeout,
+# never a loop of short ones: bash loses a byte it read just as a read -t timer fires,
+# which on a loaded machine happens (one start in five under 12 busy loops on 2 cores).
+zdtm_read_ready() {
+	local fifo=$1 fd
+	ZDTM_READY_RC=0
+	ZDTM_READY_READ=
+	exec {fd}<"$fifo"
+	IFS= read -r -d '' -t "$2" -u "$fd" ZDTM_READY_READ || ZDTM_READY_RC=$?
+	exec {fd}<&-
+	rm -f "$fifo"
+	[ "$ZDTM_READY_RC" = 0 ] && [ -z "$ZDTM_READY_READ" ] && return 0
+	# A NUL after other bytes is no ready byte either.
+	[ "$ZDTM_READY_RC" != 0 ] || ZDTM_READY_RC=1
+	return 1
+}
+
 # zdtm_lazy_start_daemon DAEMON: start it in the background on ZDTM_IMG and wait for its
 # ready byte (exactly one NUL on --status-fd, then EOF).
 zdtm_lazy_start_daemon() {
-	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo fd byte= ok= rc
+	local daemon=$1 fifo=$ZDTM_DIR/ready.fifo byte rc
 	ZDTM_DAEMON=$daemon
 	ZDTM_DRC=
 	mkdir -p "$ZDTM_WORK"
@@ -330,16 +366,8 @@ zdtm_lazy_start_daemon() {
 		;;
 	esac
 	ZDTM_DPID=$!
-	# Read-only: the open meets the daemon's own (its shell opened fd 9 before the exec),
-	# and a daemon that dies without writing gives EOF at once. One read with the whole
-	# timeout: bash can lose a byte it read just as a read -t timer fires.
-	exec {fd}<"$fifo"
-	rc=0
-	IFS= read -r -d '' -t "$ZDTM_READY_TIMEOUT" -u "$fd" byte || rc=$?
-	[ "$rc" = 0 ] && [ -z "$byte" ] && ok=1
-	exec {fd}<&-
-	rm -f "$fifo"
-	if [ -z "$ok" ]; then
+	if ! zdtm_read_ready "$fifo" "$ZDTM_READY_TIMEOUT"; then
+		rc=$ZDTM_READY_RC byte=$ZDTM_READY_READ
 		if ((rc > 128)); then
 			zdtm_fail "$daemon lazy-pages daemon: no ready byte in ${ZDTM_READY_TIMEOUT}s${byte:+ (read '$byte')}"
 			return 1
