@@ -243,42 +243,39 @@ int main(void)
 	memcpy(bad, buf, len);
 	bad[3] ^= 1;
 	expect_refused(bad, len, "bad magic", 0);
-	memcpy(bad, buf, len);
-	put32(bad + 8, 3);
-	expect_refused(bad, len, "version 3, this daemon reads versions 1 and 2", 8);
-	memcpy(bad, buf, len);
-	put32(bad + 12, 24);
-	expect_refused(bad, len, "record size 24", 12);
+	{
+		/* One 32-bit field set to a bad value: the message and the offset of that field. */
+		static const struct {
+			size_t off;
+			uint32_t val;
+			const char *msg;
+		} fields[] = {
+			{ 8, 3, "version 3, this daemon reads versions 1 and 2" },
+			{ 12, 24, "record size 24" },
+			{ 32, 65536, "recorded with 65536-byte pages, this system's page size is 4096" },
+			{ 32, 3000, "recorded with 3000-byte pages" },
+			{ 36, 1, "reserved field is not 0" },
+			{ 24, 0xffffffff, "more than the limit" },
+			{ PROFILE_HDR_SIZE + PROFILE_REC_SIZE + 4, 0, "record 1: 0 pages" },
+			{ PROFILE_HDR_SIZE + 2 * PROFILE_REC_SIZE + 4, PROFILE_MAX_RUN + 1, "record 2: 262145 pages" },
+			{ PROFILE_HDR_SIZE + 3 * PROFILE_REC_SIZE, 0, "record 3: bad pid 0" },
+		};
+
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+			memcpy(bad, buf, len);
+			put32(bad + fields[i].off, fields[i].val);
+			expect_refused(bad, len, fields[i].msg, fields[i].off);
+		}
+	}
 	expect_refused(buf, len - 5, "need 104 bytes, the file has 99", 99);
 	expect_refused(buf, len - PROFILE_REC_SIZE, "need 104 bytes, the file has 88", 88);
 	expect_refused(buf, 36, "truncated header (36 of 40 bytes)", 36);
 	memcpy(bad, buf, len);
-	put32(bad + 32, 65536);
-	expect_refused(bad, len, "recorded with 65536-byte pages, this system's page size is 4096", 32);
-	memcpy(bad, buf, len);
-	put32(bad + 32, 3000);
-	expect_refused(bad, len, "recorded with 3000-byte pages", 32);
-	memcpy(bad, buf, len);
-	put32(bad + 36, 1);
-	expect_refused(bad, len, "reserved field is not 0", 36);
-	memcpy(bad, buf, len);
-	put32(bad + 24, 0xffffffff);
-	expect_refused(bad, len, "more than the limit", 24);
-	memcpy(bad, buf, len);
 	bad[16] ^= 0xff;
 	expect_refused(bad, len, "recorded on other images", 16);
 	memcpy(bad, buf, len);
-	put32(bad + PROFILE_HDR_SIZE + PROFILE_REC_SIZE + 4, 0);
-	expect_refused(bad, len, "record 1: 0 pages", PROFILE_HDR_SIZE + PROFILE_REC_SIZE + 4);
-	memcpy(bad, buf, len);
-	put32(bad + PROFILE_HDR_SIZE + 2 * PROFILE_REC_SIZE + 4, PROFILE_MAX_RUN + 1);
-	expect_refused(bad, len, "record 2: 262145 pages", PROFILE_HDR_SIZE + 2 * PROFILE_REC_SIZE + 4);
-	memcpy(bad, buf, len);
 	bad[PROFILE_HDR_SIZE + 8] |= 0x10;
 	expect_refused(bad, len, "record 0: bad address 0x10010", PROFILE_HDR_SIZE + 8);
-	memcpy(bad, buf, len);
-	put32(bad + PROFILE_HDR_SIZE + 3 * PROFILE_REC_SIZE, 0);
-	expect_refused(bad, len, "record 3: bad pid 0", PROFILE_HDR_SIZE + 3 * PROFILE_REC_SIZE);
 	/* An address range that wraps around. */
 	memcpy(bad, buf, len);
 	memset(bad + PROFILE_HDR_SIZE + 8, 0xff, 8);
