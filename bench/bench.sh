@@ -208,6 +208,8 @@ run_case() {
 	if [ -z "$daemon" ]; then
 		zdtm_restore -W "$ZDTM_WORK" || die "$tag: criu restore failed"
 	elif [ -n "$remote" ]; then
+		# zdtm_remote_restore sets the daemon's arguments: ours go after its own.
+		ZDTM_REMOTE_DAEMON_ARGS=("${ZDTM_DAEMON_ARGS[@]}")
 		zdtm_remote_restore "$daemon" || die "$tag: lazy restore failed"
 	else
 		zdtm_lazy_restore "$daemon" || die "$tag: lazy restore failed"

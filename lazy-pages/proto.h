@@ -112,5 +112,10 @@ int chan_recv_all(struct chan *c, void *buf, size_t len, int timeout_ms);
 void chan_shutdown(struct chan *c);
 /* End TLS politely (when CLEAN) and close. */
 void chan_close(struct chan *c, bool clean);
+/*
+ * Close a plain connection whose writing side is shut already, without a reset and
+ * without waiting for the peer's end: what it still sends meets a closed socket.
+ */
+void chan_close_sent(struct chan *c);
 
 #endif

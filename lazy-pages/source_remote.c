@@ -41,13 +41,15 @@
 #include "lazy_pages.h"
 #include "proto.h"
 
-#define TICK_MS		   200
-#define URGENT_SLOTS	   256
-#define URGENT_SLOT_PAGES  PAGES_IN(64 << 10) /* a fault's request: its page and some after */
-#define MAX_RETRY_DELAY_MS 500
-#define MAX_BACKOFF_MS	   1000
-#define HELLO_TIMEOUT_MS   3000
-#define LOG_EVERY_NS	   (10 * 1000000000ULL)
+#define TICK_MS			200
+#define URGENT_SLOTS		256
+#define URGENT_SLOT_PAGES	PAGES_IN(64 << 10) /* a fault's request: its page and some after */
+#define MAX_RETRY_DELAY_MS	500
+#define MAX_BACKOFF_MS		1000
+#define HELLO_TIMEOUT_MS	3000
+#define CLOSE_STATUS_TIMEOUT_MS 5000 /* TLS: the status comes before the server's close_notify */
+#define CLOSE_STATUS_WAIT_MS	20   /* plain TCP: our FIN has told the server already */
+#define LOG_EVERY_NS		(10 * 1000000000ULL)
 
 enum conn_state {
 	C_DOWN,	   /* not connected: the receiver is (re)connecting */
@@ -726,6 +728,49 @@ static int idle_wait(struct conn *c)
 	return 0;
 }
 
+/*
+ * After CLOSE (every answer in): the server's 4-byte status, then the end. On plain TCP
+ * our FIN went out right behind CLOSE, and `criu dump --lazy-pages` ends well on CLOSE
+ * then EOF whether or not we read its status. That status can sit in the source's send
+ * queue behind a window our receiver filled, until the persist timer fires (~200 ms):
+ * neither the source nor our exit waits for it then.
+ */
+static void session_end(struct conn *c)
+{
+	struct remote *r = c->r;
+	int32_t status = -1;
+	bool plain = !c->ch.tls;
+	int ret = 0;
+
+	if (c->pre_len >= sizeof(status)) {
+		memcpy(&status, c->pre, sizeof(status));
+	} else {
+		uint8_t b[sizeof(status)];
+		size_t have = c->pre_len;
+
+		memcpy(b, c->pre, have);
+		ret = chan_recv_all(&c->ch, b + have, sizeof(b) - have,
+				    plain ? CLOSE_STATUS_WAIT_MS : CLOSE_STATUS_TIMEOUT_MS);
+		memcpy(&status, b, sizeof(status));
+	}
+	c->pre_len = 0;
+	if (plain && ret == -ETIMEDOUT)
+		pr_debug("page server %s: %s connection: CLOSE sent, its status not in after %d ms: closing", r->peer,
+			 c->name, CLOSE_STATUS_WAIT_MS);
+	else if (ret || status)
+		pr_warn("page server %s: %s connection: CLOSE answered with %s %d", r->peer, c->name,
+			ret ? "error" : "status", ret ? ret : status);
+	pthread_mutex_lock(&c->send_mu);
+	pthread_mutex_lock(&c->mu);
+	if (plain && ret == -ETIMEDOUT)
+		chan_close_sent(&c->ch);
+	else
+		chan_close(&c->ch, !ret);
+	c->state = C_GONE;
+	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->send_mu);
+}
+
 static void *conn_main(void *arg)
 {
 	struct conn *c = arg;
@@ -760,6 +805,8 @@ static void *conn_main(void *arg)
 			pthread_mutex_lock(&c->send_mu);
 			if (send_hdr(r, &c->ch, PS_IOV_CLOSE, 0, 0, 0))
 				chan_shutdown(&c->ch);
+			else if (!c->ch.tls)
+				shutdown(c->ch.fd, SHUT_WR);
 			pthread_mutex_unlock(&c->send_mu);
 		}
 
@@ -775,30 +822,7 @@ static void *conn_main(void *arg)
 		}
 		if (!q) {
 			if (st == C_CLOSING) {
-				int32_t status = -1;
-
-				ret = 0;
-				if (c->pre_len >= sizeof(status)) {
-					memcpy(&status, c->pre, sizeof(status));
-					c->pre_len = 0;
-				} else {
-					uint8_t b[sizeof(status)];
-					size_t have = c->pre_len;
-
-					memcpy(b, c->pre, have);
-					ret = chan_recv_all(&c->ch, b + have, sizeof(b) - have, 5000);
-					memcpy(&status, b, sizeof(status));
-					c->pre_len = 0;
-				}
-				if (ret || status)
-					pr_warn("page server %s: %s connection: CLOSE answered with %s %d", r->peer,
-						c->name, ret ? "error" : "status", ret ? ret : status);
-				pthread_mutex_lock(&c->send_mu);
-				pthread_mutex_lock(&c->mu);
-				chan_close(&c->ch, !ret);
-				c->state = C_GONE;
-				pthread_mutex_unlock(&c->mu);
-				pthread_mutex_unlock(&c->send_mu);
+				session_end(c);
 				break;
 			}
 			if (idle_wait(c))

@@ -384,6 +384,15 @@ void chan_shutdown(struct chan *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
+void chan_close_sent(struct chan *c)
+{
+	struct linger l = {.l_onoff = 0, .l_linger = 0};
+
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(c->fd);
+	c->fd = -1;
+}
+
 void chan_close(struct chan *c, bool clean)
 {
 	if (c->tls) {
