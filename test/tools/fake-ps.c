@@ -19,6 +19,10 @@
  *   close-mid    the header and half a page of the answer, then the connection closes;
  *                it listens again and does the same to the first GET of every later
  *                connection (a server that accepts and fails again, forever)
+ * And one that answers every GET well:
+ *   late-status  CLOSE gets its status only 1 s later, as a source whose send queue is
+ *                stuck behind a full window; then, as criu's server, it reads on: exit 0
+ *                when that read sees EOF (the client's FIN), 1 on anything else
  * Prints "listening" once it listens (stdout, flushed). Exit 0 when the bad answer
  * went out, 1 otherwise, 2 on bad usage; stall and close-mid run until killed.
  */
@@ -108,6 +112,21 @@ static uint64_t read_pages(struct crimg *img, uint64_t id, uint64_t vaddr, uint6
 	return got;
 }
 
+static int late_status(int fd)
+{
+	int32_t status = 0;
+	char c;
+	ssize_t n;
+
+	sleep(1);
+	if (send(fd, &status, sizeof(status), MSG_NOSIGNAL) != sizeof(status))
+		fprintf(stderr, "fake-ps: the late CLOSE status: %m\n");
+	n = recv(fd, &c, 1, 0);
+	fprintf(stderr, "fake-ps: after CLOSE and a late status: %s\n",
+		n == 0 ? "EOF" : n > 0 ? "more data" : strerror(errno));
+	return n != 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -136,9 +155,10 @@ int main(int argc, char **argv)
 	}
 	if (!dir || !bad || !port || (layout != 24 && layout != 32) ||
 	    (strcmp(bad, "wrong-size") && strcmp(bad, "wrong-addr") && strcmp(bad, "garbage-cmd") &&
-	     strcmp(bad, "trickle") && strcmp(bad, "stall") && strcmp(bad, "close-mid"))) {
+	     strcmp(bad, "trickle") && strcmp(bad, "stall") && strcmp(bad, "close-mid") &&
+	     strcmp(bad, "late-status"))) {
 		fprintf(stderr, "usage: fake-ps -D DIR --address A --port P --layout 24|32 --good N "
-				"--bad wrong-size|wrong-addr|garbage-cmd|trickle|stall|close-mid\n");
+				"--bad wrong-size|wrong-addr|garbage-cmd|trickle|stall|close-mid|late-status\n");
 		return 2;
 	}
 	if (crimg_open(dir, &img, &err)) {
@@ -167,6 +187,8 @@ again:
 		uint64_t n;
 
 		dec(hb, &h);
+		if (h.cmd == 0x1023 && !strcmp(bad, "late-status"))
+			return late_status(fd);
 		if ((h.cmd & 0xffff) != 7 || h.nr > (64 << 20) / CRIMG_PAGE_SIZE) {
 			/* Our daemon's hello on a second connection: refuse it as CRIU's server would. */
 			if (!strcmp(bad, "close-mid")) {

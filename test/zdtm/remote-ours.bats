@@ -301,6 +301,38 @@ fake_server() {
 	grep -E 'Error .*page server 10\.77\.0\.1:27027 answered our request for [0-9]+ pages at 0x[0-9a-f]+ of task 1 with unknown command 0xdeadbeef \(protocol violation; .* spoken; or the page server.s page size is not ours \([0-9]+ bytes\)\)' "$ZDTM_WORK/lazy.log"
 }
 
+@test "remote ours: a CLOSE status that comes 1 s late: the daemon ends on its FIN at once, the server reads EOF" {
+	local layout=24 rc=0
+	[ "$CRIU_SERIES" = 4.2 ] && layout=32
+	zdtm_start anon --size 16M --expect-lazy --settle
+	zdtm_dump
+	ZDTM_SRCIMG=$ZDTM_DIR/img
+	"${ZDTM_SRC_NS[@]}" "$LU_BUILD/test/tools/fake-ps" -D "$ZDTM_SRCIMG" --address "$ZDTM_REMOTE_SRC_IP" \
+		--port "$ZDTM_REMOTE_PORT" --layout $layout --good 1000000000 --bad late-status >"$ZDTM_DIR/fake.out" 2>&1 &
+	ZDTM_SRCPID=$!
+	ZDTM_SRCCOMM=fake-ps
+	for ((i = 0; i < 100; i++)); do
+		grep -q listening "$ZDTM_DIR/fake.out" && break
+		sleep 0.05
+	done
+	zdtm_remote_copy
+	zdtm_remote_restore ours
+	ZDTM_RPID=$(cat "$ZDTM_WORK/restored.pid")
+	zdtm_stop
+	zdtm_expect_pass
+	zdtm_lazy_wait
+	zdtm_lazy_check_daemon
+	wait "$ZDTM_SRCPID" || rc=$?
+	ZDTM_SRCPID=
+	cat "$ZDTM_DIR/fake.out"
+	# As criu's server: its read after the status sees our FIN, not a reset.
+	grep -q 'fake-ps: after CLOSE and a late status: EOF' "$ZDTM_DIR/fake.out"
+	[ "$rc" = 0 ]
+	grep -q 'page server 10\.77\.0\.1:27027: main connection: CLOSE sent, its status not in after 20 ms: closing' \
+		"$ZDTM_WORK/lazy.log"
+	! grep 'CLOSE answered' "$ZDTM_WORK/lazy.log"
+}
+
 @test "remote ours: a name with two addresses, the first refusing: the daemon connects to the second" {
 	zdtm_start anon --size 1M
 	zdtm_dump
