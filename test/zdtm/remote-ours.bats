@@ -225,19 +225,16 @@ again() {
 	grep -q 'killing restored task' "$ZDTM_WORK/lazy.log"
 }
 
-# fake_server MODE [GOOD]: our daemon against test/tools/fake-ps answering wrongly after
-# GOOD (40) good answers, with --reconnect-timeout FAKE_TIMEOUT (5) and FAKE_DAEMON_ARGS;
-# it must exit 1 within the timeout and 15 s (a loaded machine) after criu restore returned.
-fake_server() {
-	local layout=24 out
+# fake_ps_start MODE GOOD: test/tools/fake-ps on the source side serving the dump in
+# ZDTM_DIR/img (--bad MODE after GOOD good answers), and the destination's copy made.
+fake_ps_start() {
+	local layout=24
 	[ "$CRIU_SERIES" = 4.2 ] && layout=32
 	[ -x "$LU_BUILD/test/tools/fake-ps" ] ||
 		{ echo "$LU_BUILD/test/tools/fake-ps is not built ('make $LU_BUILD/test/tools/fake-ps')"; false; }
-	zdtm_start anon --size 64M --ballast 64M --expect-lazy --settle
-	zdtm_dump
 	ZDTM_SRCIMG=$ZDTM_DIR/img
 	"${ZDTM_SRC_NS[@]}" "$LU_BUILD/test/tools/fake-ps" -D "$ZDTM_SRCIMG" --address "$ZDTM_REMOTE_SRC_IP" \
-		--port "$ZDTM_REMOTE_PORT" --layout $layout --good "${2:-40}" --bad "$1" >"$ZDTM_DIR/fake.out" 2>&1 &
+		--port "$ZDTM_REMOTE_PORT" --layout $layout --good "$2" --bad "$1" >"$ZDTM_DIR/fake.out" 2>&1 &
 	ZDTM_SRCPID=$!
 	ZDTM_SRCCOMM=fake-ps
 	for ((i = 0; i < 100; i++)); do
@@ -245,6 +242,16 @@ fake_server() {
 		sleep 0.05
 	done
 	zdtm_remote_copy
+}
+
+# fake_server MODE [GOOD]: our daemon against test/tools/fake-ps answering wrongly after
+# GOOD (40) good answers, with --reconnect-timeout FAKE_TIMEOUT (5) and FAKE_DAEMON_ARGS;
+# it must exit 1 within the timeout and 15 s (a loaded machine) after criu restore returned.
+fake_server() {
+	local out
+	zdtm_start anon --size 64M --ballast 64M --expect-lazy --settle
+	zdtm_dump
+	fake_ps_start "$1" "${2:-40}"
 	ZDTM_REMOTE_DAEMON_ARGS=(--reconnect-timeout "${FAKE_TIMEOUT:-5}" "${FAKE_DAEMON_ARGS[@]}")
 	# The daemon may kill the restored tree before criu restore has returned (a bad
 	# answer to a request sent while the restore runs): then criu says the restore
@@ -302,20 +309,10 @@ fake_server() {
 }
 
 @test "remote ours: a CLOSE status that comes 1 s late: the daemon ends on its FIN at once, the server reads EOF" {
-	local layout=24 rc=0
-	[ "$CRIU_SERIES" = 4.2 ] && layout=32
+	local rc=0
 	zdtm_start anon --size 16M --expect-lazy --settle
 	zdtm_dump
-	ZDTM_SRCIMG=$ZDTM_DIR/img
-	"${ZDTM_SRC_NS[@]}" "$LU_BUILD/test/tools/fake-ps" -D "$ZDTM_SRCIMG" --address "$ZDTM_REMOTE_SRC_IP" \
-		--port "$ZDTM_REMOTE_PORT" --layout $layout --good 1000000000 --bad late-status >"$ZDTM_DIR/fake.out" 2>&1 &
-	ZDTM_SRCPID=$!
-	ZDTM_SRCCOMM=fake-ps
-	for ((i = 0; i < 100; i++)); do
-		grep -q listening "$ZDTM_DIR/fake.out" && break
-		sleep 0.05
-	done
-	zdtm_remote_copy
+	fake_ps_start late-status 1000000000
 	zdtm_remote_restore ours
 	ZDTM_RPID=$(cat "$ZDTM_WORK/restored.pid")
 	zdtm_stop
