@@ -739,7 +739,7 @@ static void session_end(struct conn *c)
 {
 	struct remote *r = c->r;
 	int32_t status = -1;
-	bool plain = !c->ch.tls;
+	bool plain = !c->ch.tls, late;
 	int ret = 0;
 
 	if (c->pre_len >= sizeof(status)) {
@@ -754,7 +754,8 @@ static void session_end(struct conn *c)
 		memcpy(&status, b, sizeof(status));
 	}
 	c->pre_len = 0;
-	if (plain && ret == -ETIMEDOUT)
+	late = plain && ret == -ETIMEDOUT;
+	if (late)
 		pr_debug("page server %s: %s connection: CLOSE sent, its status not in after %d ms: closing", r->peer,
 			 c->name, CLOSE_STATUS_WAIT_MS);
 	else if (ret || status)
@@ -762,7 +763,7 @@ static void session_end(struct conn *c)
 			ret ? "error" : "status", ret ? ret : status);
 	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
-	if (plain && ret == -ETIMEDOUT)
+	if (late)
 		chan_close_sent(&c->ch);
 	else
 		chan_close(&c->ch, !ret);

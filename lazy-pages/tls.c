@@ -384,13 +384,20 @@ void chan_shutdown(struct chan *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
-void chan_close_sent(struct chan *c)
+/* The daemon's connections are set to reset on close (dial): not one that ends well. */
+static void close_no_reset(struct chan *c)
 {
 	struct linger l = {.l_onoff = 0, .l_linger = 0};
 
 	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	close(c->fd);
 	c->fd = -1;
+}
+
+void chan_close_sent(struct chan *c)
+{
+	if (c->fd >= 0)
+		close_no_reset(c);
 }
 
 void chan_close(struct chan *c, bool clean)
@@ -419,12 +426,8 @@ void chan_close(struct chan *c, bool clean)
 				break;
 		}
 	}
-	if (c->fd >= 0 && clean) {
-		/* The daemon's connections are set to reset on close (dial): not this one. */
-		struct linger l = {.l_onoff = 0, .l_linger = 0};
-
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-	}
+	if (c->fd >= 0 && clean)
+		close_no_reset(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
