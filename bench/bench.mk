@@ -5,8 +5,9 @@
 # floor       what UFFDIO_COPY and a fault round trip cost here
 # rusage      wait4() wrapper: wall time, CPU and peak RSS of a daemon or a restore
 # warm        touch and free memory right before a restore
+# pull        every lazy page from a page server, thrown away: the source's own floor
 
-BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench/warm
+BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench/warm $(O)/bench/pull
 
 # Narrowing a run: BENCH_SIZES (256M 1G; BENCH_BIG=1 adds 4G), BENCH_PATTERNS (seq
 # random hot), BENCH_CONFIGS (eager criu-local ours-local criu-remote ours-remote),
@@ -22,6 +23,16 @@ $(O)/bench/obj/workload.o: bench/workload.c
 
 $(O)/bench/workload: $(O)/bench/obj/workload.o $(ZDTM_LIB_OBJ)
 	$(CC) -pthread $(LDFLAGS) -o $@ $^
+
+# pull is a client of the daemon's page-server code (lazy-pages/remote.h), linked as the
+# daemon is, without its main.
+$(O)/bench/obj/pull.o: bench/pull.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Ilazy-pages -pthread -c -o $@ $<
+
+$(O)/bench/pull: $(O)/bench/obj/pull.o $(filter-out $(O)/obj/lazy-pages/main.o,$(LAZY_OBJS)) \
+		$(O)/obj/plugin/uffd_dev.o $(LIBCRIMG)
+	$(CC) -pthread $(LDFLAGS) -o $@ $^ $(PROTOBUF_LIBS) $(GNUTLS_LIBS)
 
 $(O)/bench/obj/%.o: bench/%.c
 	@mkdir -p $(dir $@)

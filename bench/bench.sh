@@ -22,6 +22,10 @@
 #                --port`, which serves its pages from the frozen tree; criu lazy-pages
 #                --page-server in the destination's
 #   ours-migrate the same source; lazy-uffd daemon --page-server in the destination's
+#   pull-migrate the same source, no restore: bench/pull fetches every lazy page in the
+#                destination's namespace and throws it away (seq pattern only): how
+#                fast the dump side hands out the memory at all, the floor under a
+#                migration's population
 # using test/zdtm/zdtm.bash and remote.bash (two network namespaces joined by veth).
 #
 # "Right after restore": criu restore runs under bench/rusage --kill-pidfile, which
@@ -36,7 +40,10 @@
 # and listed below the table, any other step that long counts as broken), BENCH_OUT
 # (build/bench), BENCH_WORKLOAD_ARGS (more workload options: "--selftest-corrupt flip:77"
 # shows that a wrong page fails the run), BENCH_OURS_ARGS (options added to our daemon's
-# in ours-local, ours-profile and ours-remote runs: "--busy-poll 0"). Set by make: LAZY_UFFD_BUILD, LAZY_UFFD_CRIU_ENV.
+# in ours-local, ours-profile and ours-remote runs: "--busy-poll 0"), BENCH_PULL_ARGS
+# (bench/pull's in pull-migrate: "--depth 8 --pages 512"), BENCH_PULL_CPUS (the CPUs
+# bench/pull runs on: the daemon's and the workload's). Set by make: LAZY_UFFD_BUILD,
+# LAZY_UFFD_CRIU_ENV.
 #
 # Exit status 0 when every run restored and every page was right, however slow; 1 with
 # the case and the reason otherwise (its files stay in BENCH_OUT/run).
@@ -58,7 +65,7 @@ else
 	SIZES=${BENCH_SIZES:-256M 1G}
 fi
 PATTERNS=${BENCH_PATTERNS:-seq random hot}
-CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local ours-profile criu-remote ours-remote criu-migrate ours-migrate}
+CONFIGS=${BENCH_CONFIGS:-eager criu-local ours-local ours-profile criu-remote ours-remote criu-migrate ours-migrate pull-migrate}
 REPS=${BENCH_REPS:-3}
 SLOW=${BENCH_SLOW:-60}
 TIMEOUT=${BENCH_TIMEOUT:-900}
@@ -82,8 +89,8 @@ usage_check() {
 		[[ $w =~ ^(seq|random|hot)$ ]] || die "BENCH_PATTERNS: '$w' is not seq, random or hot"
 	done
 	for w in $CONFIGS; do
-		[[ $w =~ ^(eager|criu-local|ours-local|ours-profile|criu-remote|ours-remote|criu-migrate|ours-migrate)$ ]] ||
-			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, ours-profile, criu-remote, ours-remote, criu-migrate or ours-migrate"
+		[[ $w =~ ^(eager|criu-local|ours-local|ours-profile|criu-remote|ours-remote|criu-migrate|ours-migrate|pull-migrate)$ ]] ||
+			die "BENCH_CONFIGS: '$w' is not eager, criu-local, ours-local, ours-profile, criu-remote, ours-remote, criu-migrate, ours-migrate or pull-migrate"
 	done
 	for w in $SIZES; do
 		[[ $w =~ ^[0-9]+[MG]$ ]] || die "BENCH_SIZES: '$w' is not like 256M or 1G"
@@ -203,6 +210,10 @@ run_case() {
 		ZDTM_IMG=$ZDTM_DIR/img
 	fi
 
+	if [ "$config" = pull-migrate ]; then
+		pull_case "$size" "$rep"
+		return
+	fi
 	# Memory left free for ~2 s goes back to the host: bring it in for the restore.
 	"$BIN/warm" $(($(mib "$size") + 64)) || die "$tag: bench-warm"
 	if [ -z "$daemon" ]; then
@@ -283,6 +294,27 @@ run_case() {
 		"$f" "$pop_s" "$gbs" "${rss:+, daemon $rss MiB $cpu s CPU}"
 }
 
+# pull_case SIZE REP: the rest of a pull-migrate rep, its source serving: bench/pull where
+# a daemon would run (the destination's namespace, both CPUs, as our receivers), and the
+# CSV line: its connect-to-CLOSE time as the population, its CPU as the daemon's.
+pull_case() {
+	local size=$1 rep=$2 out=$ZDTM_DIR/pull.out line
+	# shellcheck disable=SC2086 # words, as on a command line
+	"${ZDTM_DST_NS[@]}" taskset -c "${BENCH_PULL_CPUS:-$CPU_DAEMON,$CPU_WORK}" "$BIN/pull" --images "$ZDTM_IMG" \
+		--address "$ZDTM_REMOTE_SRC_IP" --port "$ZDTM_REMOTE_PORT" ${BENCH_PULL_ARGS:-} >"$out" ||
+		die "$size pull-migrate rep $rep: bench-pull failed"
+	zdtm_remote_finish_source || die "$size pull-migrate rep $rep: the source side did not end cleanly"
+	ZDTM_DST_NS=()
+	line=$(awk -v size="$size" -v mib="$(mib "$size")" -v rep="$rep" -v pop="$(kv "$out" wall_s)" \
+		-v cpu="$(kv "$out" cpu_s)" -v pages="$(kv "$out" pages)" \
+		'BEGIN { printf "%s,-,pull-migrate,%d,,,,,,%.6f,%.3f,,%.3f,0,0,,,,,,,\n", size, rep, pop,
+			mib * 1048576 / pop / 1e9, cpu }')
+	echo "$line" >>"$CSV"
+	printf 'bench: [%d/%d] %-5s %-6s %-12s rep %d: every page fetched in %6.2f s (%s GB/s), %s s CPU\n' \
+		"$DONE" "$TOTAL" "$size" - pull-migrate "$rep" "$(kv "$out" wall_s)" "$(cut -d, -f11 <<<"$line")" \
+		"$(kv "$out" cpu_s)"
+}
+
 # give_up SIZE PATTERN CONFIG REP REMOTE: a rep that outlasted BENCH_TIMEOUT ends here,
 # reported, not failed (CRIU's daemon takes hours over 4G in random order); its
 # processes are killed and the case is not repeated.
@@ -353,11 +385,11 @@ report() {
 		for (k = 1; k <= nk; k++) {
 			key = order[k]; split(key, p, SUBSEP)
 			for (c = 5; c <= 22; c++) m[key, c] = med(key, c)
-			printf "%-5s %-6s %-12s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7d\n", p[1], p[2], p[3], cnt[key],
-				fmt(m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
+			printf "%-5s %-6s %-12s %4d %8s %6s %7s %6s %7s %8s %7s %8s %8s %5s %6s %6s %7s\n", p[1], p[2], p[3], cnt[key],
+				fmt(m[key, 5] == "" ? "" : m[key, 5] * 1000, "%.0f"), fmt(m[key, 16] == "" ? "" : m[key, 16] / 1000, "%.1f"), fmt(m[key, 6], "%.3f"), p[2] == "hot" ? fmt(m[key, 7], "%.3f") : "-",
 				fmt(m[key, 8], "%.1f"), fmt(m[key, 9], "%.1f"), fmt(m[key, 20], "%d"),
 				m[key, 20] + 0 ? fmt(m[key, 21], "%.1f") : "-", fmt(m[key, 10], "%.3f"), fmt(m[key, 11], "%.2f"),
-				fmt(m[key, 12], "%.1f"), fmt(m[key, 13], "%.2f"), bad[key]
+				fmt(m[key, 12], "%.1f"), fmt(m[key, 13], "%.2f"), m[key, 6] == "" ? "-" : bad[key]
 			printf "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%d,%s,%s,%s\n", p[1], p[2], p[3], cnt[key], m[key, 5],
 				m[key, 16], m[key, 6],
 				m[key, 7], m[key, 8], m[key, 9], m[key, 20], m[key, 21], m[key, 10], m[key, 11], m[key, 12], m[key, 13],
@@ -384,6 +416,20 @@ report() {
 			printf "  %-5s %s s against %s s: %s x eager (without the profile: %s x)\n", sizes[s],
 				fmt(m[o, 7], "%.3f"), fmt(m[c, 7], "%.3f"), ratio(m[o, 7], m[c, 7]), (l in cnt) ? ratio(m[l, 7], m[c, 7]) : "-"
 		}
+		hdr = "\nthe floor the migration source sets (pull-migrate: every page from criu dump --lazy-pages, no restore):"
+		for (s = 1; s <= ns; s++) {
+			f = sizes[s] SUBSEP "-" SUBSEP "pull-migrate"
+			c = sizes[s] SUBSEP "seq" SUBSEP "criu-migrate"; o = sizes[s] SUBSEP "seq" SUBSEP "ours-migrate"
+			if (!(f in cnt)) continue
+			if (hdr != "") { print hdr; hdr = "" }
+			printf "  %-5s the source alone %s s (%s GB/s)", sizes[s], fmt(m[f, 10], "%.3f"), fmt(m[f, 11], "%.2f")
+			if (c in cnt && o in cnt)
+				printf "; seq: criu lazy-pages %s s, 3x as fast is %s s; ours %s s, of which restore %s s;" \
+					" restore + the source alone: %s s (%s x criu lazy-pages)", fmt(m[c, 10], "%.3f"),
+					fmt(m[c, 10] / 3, "%.3f"), fmt(m[o, 10], "%.3f"), fmt(m[o, 5], "%.3f"),
+					fmt(m[o, 5] + m[f, 10], "%.3f"), ratio(m[c, 10], m[o, 5] + m[f, 10])
+			printf "\n"
+		}
 		hdr = sprintf("\nours-local against the floor (UFFDIO_COPY 2 MiB %s GB/s; fault round trip %s us blocked," \
 			" %s us busy-polling):", f2m, frt, frts)
 		for (s = 1; s <= ns; s++) for (q = 1; q <= np; q++) {
@@ -403,7 +449,7 @@ report() {
 }
 
 usage_check
-bench_require bench workload floor rusage warm
+bench_require bench workload floor rusage warm pull
 [ -x "$LAZY_UFFD" ] || die "$LAZY_UFFD is not built: make"
 command -v taskset >/dev/null || die "taskset (util-linux) is missing"
 [ "$(nproc)" -ge 2 ] || CPU_DAEMON=0
@@ -446,6 +492,10 @@ TOTAL=$((nsz * npat * ncfg * REPS))
 if [[ " $CONFIGS " == *" ours-profile "* ]]; then
 	TOTAL=$((TOTAL - nsz * (npat - $([[ " $PATTERNS " == *" hot "* ]] && echo 1 || echo 0)) * REPS))
 fi
+# pull-migrate runs once a rep, whatever the pattern.
+if [[ " $CONFIGS " == *" pull-migrate "* ]]; then
+	TOTAL=$((TOTAL - nsz * (npat - 1) * REPS))
+fi
 DONE=0
 declare -A took gave_up
 for size in $SIZES; do
@@ -454,6 +504,7 @@ for size in $SIZES; do
 		for pattern in $PATTERNS; do
 			for config in $CONFIGS; do
 				[ "$config" = ours-profile ] && [ "$pattern" != hot ] && continue
+				[ "$config" = pull-migrate ] && [ "$pattern" != "${PATTERNS%% *}" ] && continue
 				DONE=$((DONE + 1))
 				key="$size $pattern $config"
 				if ((rep > 1)) && [ -n "${gave_up[$key]:-}" ]; then
