@@ -23,9 +23,9 @@
 #                --page-server in the destination's
 #   ours-migrate the same source; lazy-uffd daemon --page-server in the destination's
 #   pull-migrate the same source, no restore: bench/pull fetches every lazy page in the
-#                destination's namespace and throws it away (seq pattern only): how
-#                fast the dump side hands out the memory at all, the floor under a
-#                migration's population
+#                destination's namespace and throws it away (once a rep, whatever the
+#                pattern: its row says "-"): how fast the dump side hands out the
+#                memory at all, the floor under a migration's population
 # using test/zdtm/zdtm.bash and remote.bash (two network namespaces joined by veth).
 #
 # "Right after restore": criu restore runs under bench/rusage --kill-pidfile, which
@@ -306,7 +306,7 @@ pull_case() {
 	zdtm_remote_finish_source || die "$size pull-migrate rep $rep: the source side did not end cleanly"
 	ZDTM_DST_NS=()
 	line=$(awk -v size="$size" -v mib="$(mib "$size")" -v rep="$rep" -v pop="$(kv "$out" wall_s)" \
-		-v cpu="$(kv "$out" cpu_s)" -v pages="$(kv "$out" pages)" \
+		-v cpu="$(kv "$out" cpu_s)" \
 		'BEGIN { printf "%s,-,pull-migrate,%d,,,,,,%.6f,%.3f,,%.3f,0,0,,,,,,,\n", size, rep, pop,
 			mib * 1048576 / pop / 1e9, cpu }')
 	echo "$line" >>"$CSV"

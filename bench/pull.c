@@ -128,6 +128,15 @@ static int pull(struct remote *r, struct todo *t, uint64_t *got_pages)
 	return 0;
 }
 
+/* ARG as a number from 1 to MAX, or 0 if it is not one. */
+static unsigned int bounded(const char *arg, unsigned long max)
+{
+	char *end;
+	unsigned long v = strtoul(arg, &end, 0);
+
+	return end != arg && !*end && v >= 1 && v <= max ? (unsigned int)v : 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench-pull --images DIR --port PORT [--address A] [--pages N] [--depth N]\n"
@@ -170,15 +179,15 @@ int main(int argc, char **argv)
 		case 'a':
 			o.address = optarg;
 			break;
-		case 'n':
-			o.bulk_pages = strtoul(optarg, NULL, 0);
+		case 'n': /* the daemon's --ps-bulk-pages and --ps-bulk-depth bounds */
+			o.bulk_pages = bounded(optarg, 65536);
 			if (!o.bulk_pages) {
 				usage(stderr);
 				return 2;
 			}
 			break;
 		case 'd':
-			o.bulk_depth = strtoul(optarg, NULL, 0);
+			o.bulk_depth = bounded(optarg, 64);
 			break;
 		case 'h':
 			usage(stdout);
