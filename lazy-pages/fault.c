@@ -122,6 +122,12 @@ enum copy_res fault_serve(struct daemon *d, struct lazy_task *t, uint64_t addr)
 	 * of the run is read: the thread waits for one page, not for the fault-around.
 	 */
 	res = exec_copy(d, t, ri, k, 1, &copied);
+	/*
+	 * Present, though pending here: the copy thread's job put it in and wakes its span
+	 * only when the job ends. Woken now, and counted as already present.
+	 */
+	if (res == COPY_OK && !copied)
+		return serve_absent(d, t, page, 1);
 	if (res == COPY_OK && n > 1) {
 		uint64_t more;
 		enum copy_res rest = exec_copy(d, t, ri, k + 1, n - 1, &more);

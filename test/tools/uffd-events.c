@@ -58,6 +58,9 @@ static pid_t daemon_pid;
 /* More of the daemon's arguments, for a case that needs them (NULL-terminated). */
 static const char *daemon_extra[8];
 static int conn = -1;
+/* Set by a case that copies into its own memory: task_handover keeps the uffd here. */
+static bool keep_task_uffd;
+static int task_uffd = -1;
 /* Every process a case started, killed at the end whatever the verdict. */
 static pid_t spawned[8];
 static size_t nr_spawned;
@@ -289,7 +292,10 @@ static int task_handover(void)
 		say("task: handing the uffd over: %m");
 		return -1;
 	}
-	close(uffd);
+	if (keep_task_uffd)
+		task_uffd = uffd;
+	else
+		close(uffd);
 	close(conn);
 	return 0;
 }
@@ -812,6 +818,70 @@ static int case_enoent_wake(void)
 	return send_finish() ? 1 : 0;
 }
 
+static void *checked_faulter(void *arg)
+{
+	uint64_t want = (uint64_t)(uintptr_t)arg;
+
+	return (void *)(uintptr_t)(*(volatile uint64_t *)arg == want);
+}
+
+/*
+ * present-wake: a thread faults on a lazy page while the daemon is stopped; the page is
+ * then put in without a wake-up, as the daemon's copy thread does until its job ends
+ * (UFFDIO_COPY_MODE_DONTWAKE). The daemon finds the page pending in its books and its
+ * copy refused (EEXIST): the waiting thread must be woken now, and read the page.
+ */
+static int case_present_wake(void)
+{
+	pid_t task;
+	int st;
+	char what[64];
+
+	vma_pages = data_pages = 64;
+	keep_task_uffd = true;
+	if (write_images() || start_daemon())
+		return 1;
+	task = fork();
+	if (!task) {
+		uint64_t page = BASE + 8 * PG, *src;
+		struct uffdio_copy c = { .dst = page, .len = PG, .mode = UFFDIO_COPY_MODE_DONTWAKE };
+		pthread_t th;
+		void *ok;
+
+		if (task_handover())
+			_exit(1);
+		src = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (src == MAP_FAILED)
+			_exit(1);
+		*src = page; /* the dump's data for that page starts with its address */
+		c.src = (uint64_t)(uintptr_t)src;
+		if (kill(daemon_pid, SIGSTOP))
+			_exit(1);
+		if (pthread_create(&th, NULL, checked_faulter, (void *)(uintptr_t)page))
+			_exit(1);
+		msleep(200); /* the thread waits in its fault by now */
+		if (ioctl(task_uffd, UFFDIO_COPY, &c) || c.copy != (int64_t)PG) {
+			say("task: UFFDIO_COPY (DONTWAKE) of the faulting page: %m");
+			_exit(1);
+		}
+		if (kill(daemon_pid, SIGCONT))
+			_exit(1);
+		pthread_join(th, &ok);
+		_exit(ok ? 0 : 2);
+	}
+	track(task);
+	if (wait_status(task, 10000, &st)) {
+		kill(task, SIGKILL);
+		waitpid(task, NULL, 0);
+		FAIL("a fault on a page put in without a wake-up while it waited was never woken (10 s)");
+	}
+	describe(st, what, sizeof(what));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		FAIL("the task ended with %s%s", what,
+		     WIFEXITED(st) && WEXITSTATUS(st) == 2 ? " (the faulting thread read the page wrong)" : "");
+	return send_finish() ? 1 : 0;
+}
+
 static void *fork_reader(void *arg)
 {
 	struct family *f = arg;
@@ -1138,6 +1208,7 @@ static const struct {
 	{ "deferred-overflow", case_deferred_overflow,
 	  "400 faults in a hole deferred behind a REMOVE event are all answered" },
 	{ "enoent-wake", case_enoent_wake, "a fault whose range moved away while it waited is woken" },
+	{ "present-wake", case_present_wake, "a fault on a page put in without a wake-up is woken" },
 	{ "fork-in-failed-batch", case_fork_in_failed_batch,
 	  "a FORK read behind a fault the daemon fails on: the child dies with the tree" },
 	{ "creds-after-accept", case_creds_after_accept,
