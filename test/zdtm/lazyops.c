@@ -23,7 +23,7 @@
  *                  uffd) by --stack bytes (default 2M) below what it was at the dump,
  *                  every frame holding its own pattern page
  *   --op churn     layout events while faults are in flight: four threads read their
- *                  own regions while the main thread moves 64 small regions one by one
+ *                  own regions while the main thread moves 32 regions one by one
  *                  (mremap), drops a page of each (MADV_DONTNEED), unmaps another, and
  *                  reads each one back at once
  *   --op prot-layout  no change after the restore: one region was cut before the dump
@@ -413,8 +413,13 @@ static void stackgrow_check(int phase)
 /* --- churn ------------------------------------------------------------------ */
 
 #define CH_THREADS	4
-#define CH_POOL		64
-#define CH_PAGES	16	/* per pool region; page 3 is dropped, page 7 unmapped */
+#define CH_POOL		32
+/*
+ * Per pool region; page 3 is dropped, page 7 unmapped. More than one of a remote
+ * daemon's background requests (1 MiB), which asks for smaller ranges first: the
+ * regions must still be lazy when they are moved.
+ */
+#define CH_PAGES	((1UL << 20) / P + 16)
 
 static char *ch_own[CH_THREADS], *ch_pool[CH_POOL], *ch_moved[CH_POOL];
 static pthread_t ch_th[CH_THREADS];

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * threads: eight threads, each with its own --size bytes (default 1M) of pattern
+ * threads: eight threads, each with its own --size bytes (default 2M) of pattern
  * memory (seed by thread index), a pattern-filled buffer on its own stack and a
  * thread-local variable. After SIGTERM (taken by the main thread: the others keep it
  * blocked) the main thread releases them; each checks its region, its stack buffer,
@@ -37,7 +37,11 @@ struct thr {
 	pid_t tid;
 };
 
-static size_t size = 1 << 20, shared_size;
+/*
+ * More than one of a remote daemon's background requests (1 MiB): it asks for ranges
+ * no bigger than that first, which would leave nothing lazy for the threads to fault.
+ */
+static size_t size = 2 << 20, shared_size;
 static char *shared;
 static pthread_barrier_t barrier;
 static struct thr thrs[NR_THREADS];
@@ -110,7 +114,7 @@ static int count_threads(void)
 int main(int argc, char **argv)
 {
 	const struct zt_opt opts[] = {
-		{ "size", ZT_OPT_SIZE, &size, false, "bytes of memory per thread (default 1M)" },
+		{ "size", ZT_OPT_SIZE, &size, false, "bytes of memory per thread (default 2M)" },
 		{ "shared", ZT_OPT_SIZE, &shared_size, false, "bytes every thread checks (default none)" },
 		{ "exit-early", ZT_OPT_FLAG, &exit_early, false, "with --shared: threads exit right after their checks" },
 		{ NULL },
