@@ -238,36 +238,69 @@ void fetch_drain(struct daemon *d)
 	}
 }
 
+/*
+ * The next background request in R of task T: 1 if one went out, 0 if all R lacks is on
+ * its way, -1 if it could not be sent.
+ */
+static int remote_bg_range(struct daemon *d, struct lazy_task *t, struct lazy_range *r, unsigned int max)
+{
+	uint64_t k = range_next_pending(r, 0);
+
+	while (k < r->nr_pages) {
+		uint64_t img = r->img_start + (k << PAGE_SHIFT), n;
+		struct ps_req *q = remote_find(d->rem, t->vpid, img, false), *nq;
+
+		if (q) {
+			uint64_t end = q->img_addr + (q->nr_pages << PAGE_SHIFT);
+
+			k = range_next_pending(r, (end - r->img_start) >> PAGE_SHIFT);
+			continue;
+		}
+		n = range_pending_run(r, k, max);
+		n = not_requested(d, t->vpid, img, n, false);
+		return remote_get(d->rem, t->vpid, img, n, false, &nq) ? -1 : 1;
+	}
+	return 0;
+}
+
+/*
+ * The next request for one of T's small ranges, no bigger than one request: stacks,
+ * heaps, libraries' data. A resumed program touches them first, and on one connection
+ * a fault on them would wait behind the bulk requests ahead of it.
+ */
+static bool remote_bg_small(struct daemon *d, struct lazy_task *t)
+{
+	unsigned int max = remote_bulk_pages(d->rem);
+	size_t ri;
+	int ret;
+
+	for (ri = 0; ri < t->nr_ranges; ri++) {
+		struct lazy_range *r = &t->ranges[ri];
+
+		if (!r->nr_pending || r->nr_pages > max)
+			continue;
+		ret = remote_bg_range(d, t, r, max);
+		if (ret)
+			return ret > 0;
+	}
+	return false;
+}
+
 /* The next background request for task T, or false if all it lacks is on its way. */
 static bool remote_bg_task(struct daemon *d, struct lazy_task *t)
 {
 	unsigned int max = remote_bulk_pages(d->rem);
 	size_t ri;
+	int ret;
 
 	while (t->bg_range < t->nr_ranges && !t->ranges[t->bg_range].nr_pending)
 		t->bg_range++;
 	for (ri = t->bg_range; ri < t->nr_ranges; ri++) {
-		struct lazy_range *r = &t->ranges[ri];
-		uint64_t k;
-
-		if (!r->nr_pending)
+		if (!t->ranges[ri].nr_pending)
 			continue;
-		for (k = range_next_pending(r, 0); k < r->nr_pages;) {
-			uint64_t img = r->img_start + (k << PAGE_SHIFT), n;
-			struct ps_req *q = remote_find(d->rem, t->vpid, img, false), *nq;
-
-			if (q) {
-				uint64_t end = q->img_addr + (q->nr_pages << PAGE_SHIFT);
-
-				k = range_next_pending(r, (end - r->img_start) >> PAGE_SHIFT);
-				continue;
-			}
-			n = range_pending_run(r, k, max);
-			n = not_requested(d, t->vpid, img, n, false);
-			if (remote_get(d->rem, t->vpid, img, n, false, &nq))
-				return false;
-			return true;
-		}
+		ret = remote_bg_range(d, t, &t->ranges[ri], max);
+		if (ret)
+			return ret > 0;
 	}
 	return false;
 }
@@ -278,6 +311,16 @@ bool fetch_background(struct daemon *d)
 	bool sent = false;
 	size_t tried = 0;
 
+	/* Every task's small ranges first, then the rest in address order. */
+	while (remote_bulk_slot(d->rem) && d->bg_small < d->nr_tasks) {
+		struct lazy_task *t = d->tasks[d->bg_small];
+
+		if (!t->done && t->nr_pending && remote_bg_small(d, t)) {
+			sent = true;
+			continue;
+		}
+		d->bg_small++;
+	}
 	while (remote_bulk_slot(d->rem) && tried < d->nr_tasks) {
 		struct lazy_task *t = d->tasks[d->bg_task % d->nr_tasks];
 

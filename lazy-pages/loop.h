@@ -78,6 +78,7 @@ struct daemon {
 
 	/* Fronts: where background population and the prefetch resume (task index). */
 	size_t bg_task;
+	size_t bg_small; /* remote: tasks whose small ranges have all been asked for */
 	size_t pf_task;
 	uint64_t bg_pages; /* this pass's background chunk: BG_CHUNK_PAGES or the small one */
 	enum copy_path path; /* what the copies under way are for (bytes by path) */

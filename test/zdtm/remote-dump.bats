@@ -78,6 +78,43 @@ thp_required() {
 	zdtm_remote_run dump anon --size 64M --check-order write --ballast $BALLAST
 }
 
+# late_small SHOW LOG: the first background request (a GET whose answer was not a
+# fault's) into a lazy VMA bigger than one request (256 pages), as "the bulk began: LINE",
+# then those into smaller ones that came after it, one log line each. SHOW is `lazy-uffd show`'s output for the dump,
+# LOG the daemon's at -v4. Hex addresses compare as strings once padded to 16 digits.
+late_small() {
+	awk '
+	function pad(a) { sub(/^0x/, "", a); while (length(a) < 16) a = "0" a; return a }
+	FNR == 1 { f++ }
+	f == 1 && $1 == "vma" && $4 == "lazy" && $10 > 0 {
+		split($2, b, "-"); n++; lo[n] = pad(b[1]); hi[n] = pad(b[2]); small[n] = $6 <= 256
+	}
+	f == 2 && / got [0-9]+ of [0-9]+ pages at .*\(fault\)$/ {
+		for (i = 1; i <= NF; i++) if ($i == "at") fault[pad($(i + 1))] = 1
+	}
+	f == 3 && / GET [0-9]+ pages at / {
+		for (i = 1; i <= NF; i++) if ($i == "at") a = pad($(i + 1))
+		if (a in fault) next
+		for (v = 1; v <= n; v++) if (a >= lo[v] && a < hi[v]) break
+		if (v > n) next
+		if (!small[v] && !big) { big = 1; print "the bulk began: " $0 }
+		else if (small[v] && big) print $0
+	}' "$1" "$2" "$2"
+}
+
+@test "remote dump: the small lazy VMAs (stack, data) are asked for before the bulk" {
+	local late
+	zdtm_remote_run dump anon --size 32M
+	"$LAZY_UFFD" show "$ZDTM_IMG" >"$ZDTM_DIR/show.txt"
+	# Both sorts must be there, or the check below holds for nothing.
+	awk '$1 == "vma" && $4 == "lazy" && $10 > 0 { s += $6 <= 256; b += $6 > 256 } END { exit !(s && b) }' \
+		"$ZDTM_DIR/show.txt" || { cat "$ZDTM_DIR/show.txt"; false; }
+	grep -q ' GET [0-9]* pages at ' "$ZDTM_WORK/lazy.log"
+	late=$(late_small "$ZDTM_DIR/show.txt" "$ZDTM_WORK/lazy.log")
+	[ "$(grep -vc '^the bulk began: ' <<<"$late")" = 0 ] ||
+		{ echo "background requests into small VMAs after the bulk began:"; echo "$late"; false; }
+}
+
 @test "remote dump: fork after restore" {
 	zdtm_remote_run dump forkcheck --ballast $BALLAST
 	[ "$(grep -c '"forked_from": *1' "$ZDTM_STATS")" = 2 ]
