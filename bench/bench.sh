@@ -34,7 +34,7 @@
 # the gap, from the workload's own clock).
 #
 # Environment: BENCH_SIZES ("256M 1G", "256M 1G 4G" with BENCH_BIG=1), BENCH_PATTERNS
-# ("seq random hot"), BENCH_CONFIGS (all eight), BENCH_REPS (3), BENCH_SLOW (60: a case
+# ("seq random hot"), BENCH_CONFIGS (all nine), BENCH_REPS (3), BENCH_SLOW (60: a case
 # whose first rep took longer than this many seconds is not repeated), BENCH_TIMEOUT
 # (900: seconds any one step may take; a first-touch pass still running then is given up
 # and listed below the table, any other step that long counts as broken), BENCH_OUT
