@@ -335,16 +335,19 @@ give_up() {
 # record_profile SIZE: record the hot pattern's profile for ours-profile, then keep its
 # first hot-set-size records (the startup faults come first, so a few more) as the
 # working set: the file's record count (u64 at offset 24) and length follow
-# lazy-pages/profile.h.
+# lazy-pages/profile.h. The header's size is what the records leave of the file, so
+# that a new header version cannot cut a record in two.
 record_profile() {
-	local size=$1 nr keep
+	local size=$1 nr keep hdr
 	echo "bench: $size: recording the hot pattern's profile for ours-profile"
 	run_case "$size" hot ours-record 0
 	[ -s "$PROFILE" ] || die "$size: no profile was recorded at $PROFILE"
-	nr=$((($(stat -c %s "$PROFILE") - 32) / 16))
+	nr=$(od -An -t u8 -j 24 -N 8 "$PROFILE" | tr -d ' ')
+	hdr=$(($(stat -c %s "$PROFILE") - 16 * nr))
+	((hdr >= 32 && hdr <= 64)) || die "$size: $PROFILE: $nr records do not fit its $(stat -c %s "$PROFILE") bytes"
 	keep=$(($(mib "$size") * 256 / 10 + 64))
 	if ((nr > keep)); then
-		truncate -s $((32 + 16 * keep)) "$PROFILE" || die "$size: cutting the profile"
+		truncate -s $((hdr + 16 * keep)) "$PROFILE" || die "$size: cutting the profile"
 		printf "$(printf '\\x%02x' $((keep & 255)) $((keep >> 8 & 255)) $((keep >> 16 & 255)) $((keep >> 24 & 255)))" |
 			dd of="$PROFILE" bs=1 seek=24 conv=notrunc status=none || die "$size: cutting the profile"
 		nr=$keep
