@@ -23,6 +23,7 @@
 #include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -818,11 +819,37 @@ static int case_enoent_wake(void)
 	return send_finish() ? 1 : 0;
 }
 
+static volatile pid_t faulter_tid;
+
 static void *checked_faulter(void *arg)
 {
 	uint64_t want = (uint64_t)(uintptr_t)arg;
 
+	faulter_tid = (pid_t)syscall(SYS_gettid);
 	return (void *)(uintptr_t)(*(volatile uint64_t *)arg == want);
+}
+
+/* Until thread TID of ours sleeps in handle_userfault (2 s at most): true if it did. */
+static bool wait_in_fault(pid_t tid)
+{
+	char path[64], buf[64];
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)tid);
+	for (i = 0; i < 2000; i++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			if (!strcmp(buf, "handle_userfault"))
+				return true;
+		}
+		msleep(1);
+	}
+	return false;
 }
 
 /*
@@ -859,7 +886,12 @@ static int case_present_wake(void)
 			_exit(1);
 		if (pthread_create(&th, NULL, checked_faulter, (void *)(uintptr_t)page))
 			_exit(1);
-		msleep(200); /* the thread waits in its fault by now */
+		while (!faulter_tid)
+			sched_yield();
+		if (!wait_in_fault(faulter_tid)) {
+			say("task: premise: thread %d was never seen waiting in its fault", (int)faulter_tid);
+			_exit(3);
+		}
 		if (ioctl(task_uffd, UFFDIO_COPY, &c) || c.copy != (int64_t)PG) {
 			say("task: UFFDIO_COPY (DONTWAKE) of the faulting page: %m");
 			_exit(1);
@@ -876,9 +908,10 @@ static int case_present_wake(void)
 		FAIL("a fault on a page put in without a wake-up while it waited was never woken (10 s)");
 	}
 	describe(st, what, sizeof(what));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 2)
+		FAIL("the faulting thread was woken but read the page wrong");
 	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		FAIL("the task ended with %s%s", what,
-		     WIFEXITED(st) && WEXITSTATUS(st) == 2 ? " (the faulting thread read the page wrong)" : "");
+		FAIL("the task ended with %s", what);
 	return send_finish() ? 1 : 0;
 }
 
