@@ -11,7 +11,8 @@ BENCH_PROGS	:= $(O)/bench/workload $(O)/bench/floor $(O)/bench/rusage $(O)/bench
 
 # Narrowing a run: BENCH_SIZES (256M 1G; BENCH_BIG=1 adds 4G), BENCH_PATTERNS (seq
 # random hot), BENCH_CONFIGS (eager criu-local ours-local ours-profile criu-remote
-# ours-remote criu-migrate ours-migrate pull-migrate), BENCH_REPS (3). Passed through the environment.
+# ours-remote criu-migrate ours-migrate pull-migrate), BENCH_REPS (3). Passed through
+# the environment.
 export BENCH_SIZES BENCH_PATTERNS BENCH_CONFIGS BENCH_REPS BENCH_BIG BENCH_SLOW BENCH_TIMEOUT BENCH_OUT BENCH_WORKLOAD_ARGS
 # bench/fanout.sh: BENCH_FANOUT (1 4 16 64; 0 skips it in make bench), BENCH_FANOUT_SIZE
 # (16M), BENCH_FANOUT_SERVERS (criu ours), BENCH_FANOUT_REPS (1).
